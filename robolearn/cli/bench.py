@@ -1,0 +1,65 @@
+"""`robolearn bench NAME [--json]`: speed and memory figures; one JSON object per run with --json.
+
+Each benchmark is a function `(args: list[str]) -> dict` named here by module path, imported only
+when it runs, so listing benchmarks needs no optional dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+
+import torch
+
+BENCHMARKS: dict[str, str] = {
+    "quadrotor-sim": "robolearn.sim.bench:quadrotor_sim",
+    "quadrotor-hover-time": "robolearn.learners.bench:quadrotor_hover_time",
+    "c-policy": "robolearn.export.bench:c_policy",
+    "dataset-write": "robolearn.data.bench:dataset_write",
+    "dataset-windows": "robolearn.data.bench:dataset_windows",
+}
+
+
+def machine() -> dict[str, str | int]:
+    """Where a figure was measured."""
+    info: dict[str, str | int] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the `bench` command."""
+    p = sub.add_parser("bench", help="run a benchmark", description=__doc__)
+    p.add_argument("name", nargs="?", choices=sorted(BENCHMARKS), help="benchmark to run (omit to list)")
+    p.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark (see NAME --help)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one benchmark and print its figures."""
+    if args.name is None:
+        for name, target in BENCHMARKS.items():
+            print(f"{name:24s} {target}")
+        return 0
+    module, fn = BENCHMARKS[args.name].split(":")
+    start = time.time()
+    result = getattr(importlib.import_module(module), fn)(args.rest)
+    result = {"benchmark": args.name, **result, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+              "wall_s": round(time.time() - start, 2)}
+    if args.json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        for k, v in result.items():
+            print(f"{k:20s} {v}")
+    return 0

@@ -1,0 +1,218 @@
+"""The batched environment contract: N copies of a task stepped together, all tensors on one device.
+
+A task subclasses `BatchedEnv` and fills in small hooks, in the style of Isaac Lab's direct envs:
+
+    _apply_action(action)      store the (N, A) normalized action; called once per policy step
+    _physics_step()            advance the simulation by sim_dt; called `decimation` times
+    _observe() -> Obs          {"policy": (N, Dp), "critic": (N, Dc), ...}
+    _reward_terms() -> dict    named per-env terms; reward = sum(term * scale * step_dt)
+    _terminated() -> Tensor    (N,) bool failure/success; time limits are handled here
+    _reset_idx(env_ids)        re-initialize those envs (sample new states, goals, parameters)
+
+`step` validates the action, runs the hooks, sums rewards, tracks episode sums per reward term,
+auto-resets finished envs and returns the observation after reset. The observation *before* reset
+is in `info["final_obs"]` so off-policy learners can bootstrap truncated episodes correctly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import torch
+from torch import Tensor
+
+from robolearn.core.errors import RobolearnError
+from robolearn.core.types import Obs, StepResult, TaskSpec
+
+
+@dataclass(kw_only=True)
+class EnvCfg:
+    """Fields every task has; tasks extend this dataclass."""
+
+    num_envs: int = 1024
+    """Number of parallel environments."""
+    device: str = "cpu"
+    """Torch device the environments live on ("cpu", "cuda", "cuda:1")."""
+    sim_dt: float = 0.01
+    """Physics step [s]."""
+    decimation: int = 1
+    """Physics steps per policy step; the policy runs at 1 / (sim_dt * decimation) Hz."""
+    episode_length_s: float = 5.0
+    """Time limit [s]; reaching it truncates (not terminates) the episode."""
+    reward_scales: dict[str, float] = field(default_factory=dict)
+    """Weight of each named reward term (per second of simulated time)."""
+
+    @property
+    def step_dt(self) -> float:
+        """Policy step [s]."""
+        return self.sim_dt * self.decimation
+
+    @property
+    def max_episode_steps(self) -> int:
+        """Time limit in policy steps."""
+        return math.ceil(self.episode_length_s / self.step_dt)
+
+
+class NonFiniteActionError(RobolearnError, ValueError):
+    """An action contained NaN or inf."""
+
+
+CfgT = TypeVar("CfgT", bound=EnvCfg)
+
+
+class BatchedEnv(Generic[CfgT]):
+    """Base class of all tasks; see the module docstring for the hooks."""
+
+    spec: TaskSpec
+
+    def __init__(self, cfg: CfgT, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.num_envs = cfg.num_envs
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RobolearnError(f"{type(self).__name__}: device '{cfg.device}' requested but CUDA is not available")
+        unknown = set(cfg.reward_scales) - set(self.reward_term_names())
+        if unknown:
+            raise RobolearnError(
+                f"{type(self).__name__}: unknown reward terms {sorted(unknown)}; known: {self.reward_term_names()}"
+            )
+        self.rng = torch.Generator(device=self.device)
+        self.rng.manual_seed(seed)
+        n, dev = self.num_envs, self.device
+        self.episode_length = torch.zeros(n, dtype=torch.long, device=dev)
+        self.episode_sums = {k: torch.zeros(n, device=dev) for k in self.reward_term_names()}
+        self.action = torch.zeros(n, self.spec.action.dim, device=dev)
+
+    # ---- hooks -------------------------------------------------------------------------------
+    @classmethod
+    def reward_term_names(cls) -> list[str]:
+        """Names of the reward terms `_reward_terms` returns."""
+        raise NotImplementedError
+
+    def _apply_action(self, action: Tensor) -> None:
+        raise NotImplementedError
+
+    def _physics_step(self) -> None:
+        raise NotImplementedError
+
+    def _observe(self) -> Obs:
+        raise NotImplementedError
+
+    def _reward_terms(self) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def _terminated(self) -> Tensor:
+        raise NotImplementedError
+
+    def _reset_idx(self, env_ids: Tensor) -> None:
+        raise NotImplementedError
+
+    # ---- contract ----------------------------------------------------------------------------
+    @property
+    def step_dt(self) -> float:
+        """Policy step [s]."""
+        return self.cfg.step_dt
+
+    def reset(self) -> Obs:
+        """Reset every environment; returns the first observation."""
+        ids = torch.arange(self.num_envs, device=self.device)
+        self._reset_bookkeeping(ids)
+        self._reset_idx(ids)
+        return self._observe()
+
+    def step(self, action: Tensor) -> StepResult:
+        """Advance every env by one policy step; finished envs are reset before returning."""
+        action = self._check_action(action)
+        self.action = action
+        self._apply_action(action)
+        for _ in range(self.cfg.decimation):
+            self._physics_step()
+        self.episode_length += 1
+
+        terms = self._reward_terms()
+        reward = torch.zeros(self.num_envs, device=self.device)
+        scales = self.cfg.reward_scales
+        for name, value in terms.items():
+            r = value * (scales.get(name, 0.0) * self.step_dt)
+            self.episode_sums[name] += r
+            reward += r
+        terminated = self._terminated()
+        truncated = (self.episode_length >= self.cfg.max_episode_steps) & ~terminated
+        obs = self._observe()
+        info: dict[str, Any] = {"final_obs": obs}
+
+        done = terminated | truncated
+        done_ids = done.nonzero(as_tuple=False).squeeze(-1)
+        if done_ids.numel() > 0:
+            info["log"] = self._episode_log(done_ids, terminated)
+            self._reset_bookkeeping(done_ids)
+            self._reset_idx(done_ids)
+            fresh = self._observe()
+            obs = {k: torch.where(done.view(-1, *[1] * (v.dim() - 1)), fresh[k], v) for k, v in obs.items()}
+        return StepResult(obs, reward, terminated, truncated, info)
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _check_action(self, action: Tensor) -> Tensor:
+        expected = (self.num_envs, self.spec.action.dim)
+        if tuple(action.shape) != expected:
+            raise RobolearnError(f"{self.spec.name}: action shape {tuple(action.shape)}, expected {expected}")
+        action = action.to(self.device, torch.float32)
+        finite = torch.isfinite(action).all(-1)
+        if not bool(finite.all()):
+            bad = (~finite).nonzero().squeeze(-1)[:10].tolist()
+            raise NonFiniteActionError(f"{self.spec.name}: non-finite actions from env ids {bad}")
+        return action.clamp(self.spec.action.low, self.spec.action.high)
+
+    def _episode_log(self, done_ids: Tensor, terminated: Tensor) -> dict[str, float]:
+        log: dict[str, float] = {}
+        for name, sums in self.episode_sums.items():
+            log[f"episode/{name}"] = float(sums[done_ids].mean())
+        log["episode/length_s"] = float(self.episode_length[done_ids].float().mean()) * self.step_dt
+        log["episode/terminated"] = float(terminated[done_ids].float().mean())
+        log["episode/count"] = float(done_ids.numel())
+        log.update(self._extra_episode_log(done_ids))
+        return log
+
+    def _extra_episode_log(self, done_ids: Tensor) -> dict[str, float]:
+        """Task-specific episode metrics (success, errors) for the envs about to reset."""
+        return {}
+
+    def _reset_bookkeeping(self, env_ids: Tensor) -> None:
+        self.episode_length[env_ids] = 0
+        for sums in self.episode_sums.values():
+            sums[env_ids] = 0.0
+
+    def rand(self, *shape: int) -> Tensor:
+        """Uniform [0, 1) numbers from the env's own generator (keeps env randomness reproducible)."""
+        return torch.rand(*shape, generator=self.rng, device=self.device)
+
+    def randn(self, *shape: int) -> Tensor:
+        """Standard normal numbers from the env's own generator."""
+        return torch.randn(*shape, generator=self.rng, device=self.device)
+
+    def uniform(self, low: float | Tensor, high: float | Tensor, *shape: int) -> Tensor:
+        """Uniform numbers in [low, high) from the env's own generator."""
+        return low + (high - low) * self.rand(*shape)
+
+    # ---- state for exact resume --------------------------------------------------------------
+    def state_dict(self) -> dict[str, Tensor]:
+        """Every tensor attribute of the env (simulation state, episode counters) and its RNG state."""
+        state = {k: v.clone() for k, v in vars(self).items() if isinstance(v, Tensor)}
+        for k, v in vars(self).items():
+            if isinstance(v, dict) and v and all(isinstance(x, Tensor) for x in v.values()):
+                state.update({f"{k}.{kk}": vv.clone() for kk, vv in v.items()})
+        state["_rng"] = self.rng.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore what `state_dict` captured."""
+        for k, v in state.items():
+            if k == "_rng":
+                self.rng.set_state(v)
+            elif "." in k:
+                attr, key = k.split(".", 1)
+                getattr(self, attr)[key] = v.to(self.device)
+            else:
+                setattr(self, k, v.to(self.device))

@@ -1,0 +1,103 @@
+"""The types that cross package boundaries: step results and observation/action specifications."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Obs = dict[str, Tensor]
+"""Observation groups: "policy" (what the real robot measures), "critic" (privileged), ..., each (N, D)."""
+
+
+@dataclass
+class StepResult:
+    """What `BatchedEnv.step` returns; every tensor is batched over environments."""
+
+    obs: Obs
+    reward: Tensor  # (N,)
+    terminated: Tensor  # (N,) bool: failure or success; no bootstrapping
+    truncated: Tensor  # (N,) bool: time limit; learners bootstrap
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ObsTerm:
+    """One named slice of an observation group, in order; what the export manifest lists."""
+
+    name: str
+    dim: int
+    unit: str = ""
+    description: str = ""
+    source: str = "sensor"  # "sensor" (robot measures it), "command" (goal/reference), "last_action" (policy's own output)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ActionTerm:
+    """One named slice of the action: the policy outputs `a` in [-1, 1]; the robot gets `offset + scale * a`."""
+
+    name: str
+    dim: int
+    unit: str
+    scale: tuple[float, ...]
+    offset: tuple[float, ...]
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """Normalized actions in [low, high] (per dimension), applied at `rate_hz`."""
+
+    terms: tuple[ActionTerm, ...]
+    rate_hz: float
+    mode: str = ""
+    low: float = -1.0
+    high: float = 1.0
+
+    @property
+    def dim(self) -> int:
+        """Total action dimension."""
+        return sum(t.dim for t in self.terms)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "dim": self.dim,
+            "rate_hz": self.rate_hz,
+            "mode": self.mode,
+            "low": self.low,
+            "high": self.high,
+            "terms": [t.to_dict() for t in self.terms],
+        }
+
+
+@dataclass
+class TaskSpec:
+    """Shapes and meaning of one task's observations and actions (`robolearn tasks` prints these)."""
+
+    name: str
+    obs_terms: dict[str, tuple[ObsTerm, ...]]
+    action: ActionSpec
+    robot: str = ""
+    description: str = ""
+    reward_scales: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def obs_dims(self) -> dict[str, int]:
+        """Dimension of each observation group."""
+        return {g: sum(t.dim for t in terms) for g, terms in self.obs_terms.items()}
+
+
+def obs_to(obs: Obs, device: torch.device | str) -> Obs:
+    """Move every group of an observation dict to `device`."""
+    return {k: v.to(device) for k, v in obs.items()}

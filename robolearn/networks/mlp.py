@@ -1,0 +1,85 @@
+"""Multi-layer perceptrons, and the deployable MLP policy (normalizer + MLP + output squashing)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from robolearn.networks.normalizer import EmpiricalNormalizer
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+class MLP(nn.Sequential):
+    """Linear layers with one activation between them; the output layer is linear."""
+
+    def __init__(self, in_dim: int, hidden: list[int] | tuple[int, ...], out_dim: int, activation: str = "elu") -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{activation}'; choose from {sorted(ACTIVATIONS)}")
+        layers: list[nn.Module] = []
+        dims = [in_dim, *hidden]
+        for a, b in zip(dims[:-1], dims[1:], strict=True):
+            layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+        layers.append(nn.Linear(dims[-1], out_dim))
+        super().__init__(*layers)
+        self.activation = activation
+        self.hidden = list(hidden)
+
+    @property
+    def linears(self) -> list[nn.Linear]:
+        """The Linear layers in order (what the C generator walks)."""
+        return [m for m in self if isinstance(m, nn.Linear)]
+
+
+class MLPPolicy(nn.Module):
+    """Deterministic actor for deployment: raw policy observation (B, D) -> normalized action (B, A) in [-1, 1].
+
+    `output` is "tanh" (squashed, e.g. TD3/SAC actors) or "clamp" (Gaussian mean clipped, e.g. PPO).
+    This is the module the exporter writes to safetensors, ONNX and C.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: list[int] | tuple[int, ...] = (64, 64),
+        activation: str = "tanh",
+        output: str = "tanh",
+    ) -> None:
+        super().__init__()
+        if output not in ("tanh", "clamp"):
+            raise ValueError(f"unknown output '{output}'; choose 'tanh' or 'clamp'")
+        self.normalizer = EmpiricalNormalizer(obs_dim)
+        self.mlp = MLP(obs_dim, hidden, action_dim, activation)
+        self.output = output
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+
+    def forward_raw(self, obs: Tensor) -> Tensor:
+        """Pre-squash output (B, A)."""
+        return self.mlp(self.normalizer(obs))
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """Action (B, A) in [-1, 1]."""
+        out = self.forward_raw(obs)
+        return out.tanh() if self.output == "tanh" else out.clamp(-1.0, 1.0)
+
+    def describe(self) -> dict:
+        """Architecture summary for manifests and for rebuilding the module from weights."""
+        return {
+            "kind": "mlp",
+            "obs_dim": self.obs_dim,
+            "action_dim": self.action_dim,
+            "hidden": self.mlp.hidden,
+            "activation": self.mlp.activation,
+            "output": self.output,
+        }
+
+    @classmethod
+    def from_description(cls, d: dict) -> MLPPolicy:
+        """Inverse of `describe` (weights are loaded separately)."""
+        return cls(d["obs_dim"], d["action_dim"], d["hidden"], d["activation"], d["output"])
