@@ -11,7 +11,9 @@ A task subclasses `BatchedEnv` and fills in small hooks, in the style of Isaac L
 
 `step` validates the action, runs the hooks, sums rewards, tracks episode sums per reward term,
 auto-resets finished envs and returns the observation after reset. The observation *before* reset
-is in `info["final_obs"]` so off-policy learners can bootstrap truncated episodes correctly.
+is in `info["final_obs"]` so off-policy learners can bootstrap truncated episodes correctly. Finished
+episodes report per-env metrics in `info["episode"]` ({"env_ids": (K,), name: (K,)}) and their means in
+`info["log"]` ({"episode/<name>": float}).
 """
 
 from __future__ import annotations
@@ -146,7 +148,10 @@ class BatchedEnv(Generic[CfgT]):
         done = terminated | truncated
         done_ids = done.nonzero(as_tuple=False).squeeze(-1)
         if done_ids.numel() > 0:
-            info["log"] = self._episode_log(done_ids, terminated)
+            metrics = self._episode_metrics(done_ids, terminated)
+            info["episode"] = {"env_ids": done_ids, **metrics}
+            info["log"] = {f"episode/{k}": float(v.nanmean()) for k, v in metrics.items()}
+            info["log"]["episode/count"] = float(done_ids.numel())
             self._reset_bookkeeping(done_ids)
             self._reset_idx(done_ids)
             fresh = self._observe()
@@ -165,18 +170,16 @@ class BatchedEnv(Generic[CfgT]):
             raise NonFiniteActionError(f"{self.spec.name}: non-finite actions from env ids {bad}")
         return action.clamp(self.spec.action.low, self.spec.action.high)
 
-    def _episode_log(self, done_ids: Tensor, terminated: Tensor) -> dict[str, float]:
-        log: dict[str, float] = {}
-        for name, sums in self.episode_sums.items():
-            log[f"episode/{name}"] = float(sums[done_ids].mean())
-        log["episode/length_s"] = float(self.episode_length[done_ids].float().mean()) * self.step_dt
-        log["episode/terminated"] = float(terminated[done_ids].float().mean())
-        log["episode/count"] = float(done_ids.numel())
-        log.update(self._extra_episode_log(done_ids))
-        return log
+    def _episode_metrics(self, done_ids: Tensor, terminated: Tensor) -> dict[str, Tensor]:
+        """Per-episode metrics (one value per finished env) before those envs reset."""
+        metrics = {f"return/{name}": sums[done_ids] for name, sums in self.episode_sums.items()}
+        metrics["length_s"] = self.episode_length[done_ids].float() * self.step_dt
+        metrics["terminated"] = terminated[done_ids].float()
+        metrics.update(self._task_metrics(done_ids))
+        return metrics
 
-    def _extra_episode_log(self, done_ids: Tensor) -> dict[str, float]:
-        """Task-specific episode metrics (success, errors) for the envs about to reset."""
+    def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
+        """Task-specific per-episode metrics (e.g. "success", "final_pos_error") for the envs about to reset."""
         return {}
 
     def _reset_bookkeeping(self, env_ids: Tensor) -> None:
@@ -198,21 +201,48 @@ class BatchedEnv(Generic[CfgT]):
 
     # ---- state for exact resume --------------------------------------------------------------
     def state_dict(self) -> dict[str, Tensor]:
-        """Every tensor attribute of the env (simulation state, episode counters) and its RNG state."""
-        state = {k: v.clone() for k, v in vars(self).items() if isinstance(v, Tensor)}
-        for k, v in vars(self).items():
-            if isinstance(v, dict) and v and all(isinstance(x, Tensor) for x in v.values()):
-                state.update({f"{k}.{kk}": vv.clone() for kk, vv in v.items()})
+        """Every tensor the env holds (its own, its simulator's, in nested objects and dicts) and its RNG state."""
+        state: dict[str, Tensor] = {}
+        _collect_tensors(self, "", state, depth=3)
         state["_rng"] = self.rng.get_state()
         return state
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Restore what `state_dict` captured."""
-        for k, v in state.items():
-            if k == "_rng":
-                self.rng.set_state(v)
-            elif "." in k:
-                attr, key = k.split(".", 1)
-                getattr(self, attr)[key] = v.to(self.device)
+        """Restore what `state_dict` captured; tensors are copied in place where shapes match."""
+        for key, value in state.items():
+            if key == "_rng":
+                self.rng.set_state(value)
+                continue
+            *path, last = key.split(".")
+            obj: Any = self
+            for part in path:
+                obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
+            value = value.to(self.device)
+            if isinstance(obj, dict):
+                obj[last] = value
             else:
-                setattr(self, k, v.to(self.device))
+                setattr(obj, last, value)
+
+
+def _collect_tensors(obj: Any, prefix: str, out: dict[str, Tensor], depth: int) -> None:
+    """Flatten the tensors reachable through attributes and dicts of `obj` into dotted keys."""
+    items = obj.items() if isinstance(obj, dict) else vars(obj).items()
+    for name, value in items:
+        if not isinstance(name, str) or name == "rng":
+            continue
+        key = f"{prefix}{name}"
+        if isinstance(value, Tensor):
+            out[key] = value.clone()
+        elif depth > 0 and (isinstance(value, dict) or _is_plain_object(value)):
+            _collect_tensors(value, key + ".", out, depth - 1)
+
+
+def _is_plain_object(value: Any) -> bool:
+    """Objects whose attributes may hold simulation state (not modules, functions, configs or primitives)."""
+    return (
+        hasattr(value, "__dict__")
+        and not isinstance(value, (type, torch.nn.Module, torch.Generator))
+        and not callable(value)
+        and not isinstance(value, EnvCfg)  # configs are saved as YAML, not state
+    )
+

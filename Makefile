@@ -1,0 +1,46 @@
+# Two commands on a fresh machine:  `make demo` (set up + train/eval/export a hover policy)  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch first, so the project's `torch>=2.4` is already satisfied: 2.13.0 is a CPU build on the CI/dev
+# machines; on a GPU machine the same pin from PyPI is the CUDA build. Override e.g. TORCH="torch==2.9.1".
+TORCH  ?= torch==2.13.0
+EXTRAS ?= dev
+RUN    ?= runs/hover-demo
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: setup
+	rm -rf $(RUN)
+	$(BIN)/robolearn train --config configs/quadrotor-hover.yaml --run-dir $(RUN)
+	$(BIN)/robolearn eval $(RUN) --episodes 1000
+	$(BIN)/robolearn export $(RUN) --target onnx c
+	$(BIN)/robolearn eval $(RUN)/artifact --episodes 1000 --no-video
+	@echo
+	@echo "run:       $(RUN)   (tensorboard --logdir $(RUN)/tb)"
+	@echo "plot:      $(RUN)/eval/flight.png"
+	@echo "video:     $(RUN)/eval/flight.mp4"
+	@echo "artifact:  $(RUN)/artifact  (policy.onnx, weights.safetensors, manifest.json, c/)"
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/robolearn bench quadrotor-sim --json
+	$(BIN)/robolearn bench quadrotor-hover-time --json
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,91 @@
+"""`robolearn eval RUN_OR_ARTIFACT`: success rate, errors and crashes over N random episodes, plus a plot and video.
+
+A run directory evaluates the latest checkpoint's actor in torch; an artifact directory (with manifest.json)
+evaluates the exported policy through the deployment runtime (ONNX Runtime), exactly as a robot runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the `eval` command."""
+    p = sub.add_parser("eval", help="evaluate a run or an exported artifact", description=__doc__)
+    p.add_argument("path", help="run directory or artifact directory")
+    p.add_argument("--episodes", type=int, default=1000, help="random-start episodes (run in parallel)")
+    p.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
+    p.add_argument("--out", help="where to write eval.json, flight.png, flight.mp4 (default: next to the input)")
+    p.add_argument("--no-video", action="store_true", help="skip the MP4")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    p.add_argument("--backend", default="onnx", choices=["onnx", "torch"], help="artifact runtime backend")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and write the report."""
+    from robolearn.envs import registry
+    from robolearn.eval.rollout import evaluate_policy
+    from robolearn.learners.runner import load_policy, load_run_cfg
+
+    path = Path(args.path)
+    if (path / "manifest.json").exists():
+        from robolearn.export.runtime import PolicyRuntime
+
+        runtime = PolicyRuntime.load(path, backend=args.backend)
+        cfg = load_run_cfg(runtime.manifest["source"]["config"], f"{path}/manifest.json: source.config")
+
+        def policy(obs: dict) -> torch.Tensor:
+            return torch.from_numpy(runtime.act(obs["policy"].cpu().numpy())).to(obs["policy"].device)
+
+        label, out = f"artifact {path.name} ({args.backend})", Path(args.out or f"{path}-eval")
+    else:
+        cfg, actor, ckpt = load_policy(path)
+
+        def policy(obs: dict) -> torch.Tensor:
+            return actor(obs["policy"])
+
+        label, out = f"{path.name} ({ckpt.name})", Path(args.out or path / "eval")
+    env = registry.make(cfg.task, dataclasses.replace(cfg.env, num_envs=args.episodes), seed=args.seed)
+    record = min(4, args.episodes) if hasattr(env, "viz_state") else 0
+    result = evaluate_policy(env, policy, record=record, record_fn=getattr(env, "viz_state", None))
+    metrics, traj = result if record else (result, None)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"task": cfg.task, "source": str(path), "episodes": args.episodes, "seed": args.seed, **metrics}
+    files = {"report": out / "eval.json"}
+    if traj is not None:
+        files.update(_visualize(traj, out, f"{cfg.task} — {label}", plot=not args.no_plot, video=not args.no_video))
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    for k in ("success", "pos_error_rms", "final_pos_error", "crash"):
+        if k in metrics:
+            print(f"{k:16s} {metrics[k]:.4f}")
+    for name, f in files.items():
+        print(f"{name:16s} {f}")
+    return 0
+
+
+def _visualize(traj: dict[str, torch.Tensor], out: Path, title: str, plot: bool, video: bool) -> dict[str, Path]:
+    """Plot the first recorded episode and render the recorded ones to MP4 (quadrotor tasks)."""
+    files: dict[str, Path] = {}
+    t = traj["t"][:, 0].numpy()
+    length = float(traj["length_s"][0]) if "length_s" in traj else float(t[-1])
+    keep = t < length - 1e-9 if length > 0 else slice(None)
+    pos, quat, ref = traj["pos"].numpy(), traj["quat"].numpy(), traj["goal"].numpy()
+    if plot:
+        from robolearn.core.math import euler_xyz_from_quat
+        from robolearn.eval.plots import plot_flight
+
+        euler = torch.stack(euler_xyz_from_quat(traj["quat"][:, 0]), -1).numpy()
+        files["plot"] = plot_flight(t[keep], pos[keep, 0], ref[keep, 0], out / "flight.png", title=title,
+                                    euler=euler[keep], actions=traj["action"][:, 0].numpy()[keep],
+                                    action_names=[f"a{i}" for i in range(traj["action"].shape[-1])])
+    if video:
+        from robolearn.eval.video import render_flight_video
+
+        files["video"] = render_flight_video(t, pos.transpose(1, 0, 2), quat.transpose(1, 0, 2), out / "flight.mp4",
+                                             ref=ref[:, 0], title=title)
+    return files

@@ -1,0 +1,1 @@
+"""Tasks as batched environments; `registry.TASKS` lists them."""

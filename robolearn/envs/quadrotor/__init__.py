@@ -1,0 +1,1 @@
+"""Crazyflie 2.1 quadrotor tasks on the batched torch simulator."""

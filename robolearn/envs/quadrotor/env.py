@@ -1,0 +1,358 @@
+"""Crazyflie 2.1 tasks: hover (recover from a random state and hold a goal) and figure-eight tracking.
+
+After "Learning to Fly in Seconds" (Eschmann et al., 2023): the policy sees what the drone's state
+estimator provides plus its own recent actions and commands the four motors directly ("rpm"), or
+commands collective thrust and body rates ("ctbr", what a setpoint interface on the real drone takes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from robolearn.core.env import BatchedEnv, EnvCfg
+from robolearn.core.math import quat_normalize, quat_to_rotmat, random_quat
+from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec
+from robolearn.sim.quadrotor import QuadrotorParams, QuadrotorSim, load_crazyflie21
+
+ROBOT = "crazyflie-2.1"
+
+
+def rotor_thrust(p: QuadrotorParams, rpm: Tensor | float) -> Tensor | float:
+    """Thrust of one rotor [N] at `rpm` (the identified polynomial)."""
+    c0, c1, c2 = p.thrust_poly
+    return c0 + c1 * rpm + c2 * rpm * rpm
+
+
+def rpm_for_thrust(p: QuadrotorParams, thrust: Tensor) -> Tensor:
+    """Inverse of `rotor_thrust` on its increasing branch, clamped to the motor's range."""
+    c0, c1, c2 = p.thrust_poly
+    rpm = (-c1 + (c1 * c1 - 4 * c2 * (c0 - thrust)).clamp_min(0.0).sqrt()) / (2 * c2)
+    return rpm.clamp(p.rpm_min, p.rpm_max)
+
+
+@dataclass(kw_only=True)
+class QuadrotorCfg(EnvCfg):
+    """Shared quadrotor settings: action mode, initial-state distribution, randomization, noise."""
+
+    num_envs: int = 1024
+    sim_dt: float = 0.01
+    decimation: int = 1
+    episode_length_s: float = 5.0
+    action_mode: Literal["rpm", "ctbr"] = "rpm"
+    """"rpm": four normalized motor commands; "ctbr": collective thrust + body-rate setpoints."""
+    action_history: int = 32
+    """Number of past actions in the policy observation (the motors lag; the history lets the policy know)."""
+    compile: bool = False
+    """torch.compile the physics step (worth it for large num_envs)."""
+    init_pos: float = 0.5
+    """Initial position error: uniform in a cube of this half-width [m]."""
+    init_max_angle_deg: float = 90.0
+    """Initial attitude: rotation about a random axis by up to this angle [deg]."""
+    init_lin_vel: float = 1.0
+    """Initial linear velocity: uniform per axis in ± this [m/s]."""
+    init_ang_vel: float = 1.0
+    """Initial angular velocity: uniform per axis in ± this [rad/s]."""
+    max_pos_error: float = 1.5
+    """Crash (terminate) when farther than this from the goal/reference [m]."""
+    max_ang_vel: float = 35.0
+    """Crash when the angular speed exceeds the gyro range (2000 deg/s) [rad/s]."""
+    randomize: dict[str, float] = field(
+        default_factory=lambda: {"mass": 0.05, "inertia": 0.1, "thrust": 0.05, "torque": 0.1, "motor_tau": 0.2}
+    )
+    """Relative ranges of per-episode parameter randomization: nominal × U(1 - r, 1 + r)."""
+    disturbance_force: float = 0.01
+    """Constant external force per episode, uniform in a ball of this radius [N] (weight is ~0.27 N)."""
+    obs_noise: dict[str, float] = field(
+        default_factory=lambda: {"pos": 0.001, "rot": 0.001, "lin_vel": 0.002, "ang_vel": 0.01}
+    )
+    """Standard deviation of Gaussian observation noise per policy term."""
+    max_body_rate: float = 6.0
+    """ctbr: body-rate setpoint at |action| = 1 [rad/s]."""
+    rate_gain: tuple[float, float, float] = (20.0, 20.0, 10.0)
+    """ctbr: proportional gain of the onboard body-rate controller [1/s]."""
+    success_radius: float = 0.05
+    """An episode succeeds when it ends within this distance of the goal/reference without crashing [m]."""
+
+
+@dataclass(kw_only=True)
+class HoverCfg(QuadrotorCfg):
+    """Fly to the goal from a random state and hold it."""
+
+    reward_scales: dict[str, float] = field(
+        default_factory=lambda: {
+            "position": -10.0,
+            "orientation": -2.5,
+            "lin_vel": -0.05,
+            "ang_vel": -0.05,
+            "action": -0.1,
+            "alive": 10.0,
+            "crash": -1000.0,
+        }
+    )
+
+
+@dataclass(kw_only=True)
+class TrackCfg(QuadrotorCfg):
+    """Follow a figure-eight in the horizontal plane."""
+
+    init_pos: float = 0.1
+    init_max_angle_deg: float = 20.0
+    init_lin_vel: float = 0.2
+    init_ang_vel: float = 0.5
+    episode_length_s: float = 10.0
+    amplitude: float = 0.5
+    """Figure-eight half-width along x [m] (half of that along y)."""
+    period_s: float = 6.0
+    """Time for one full figure-eight [s]."""
+    reward_scales: dict[str, float] = field(
+        default_factory=lambda: {
+            "position": -10.0,
+            "orientation": -2.5,
+            "lin_vel": -0.5,
+            "ang_vel": -0.05,
+            "action": -0.1,
+            "alive": 10.0,
+            "crash": -1000.0,
+        }
+    )
+
+
+class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
+    """Crazyflie 2.1 in the batched torch simulator; the goal/reference is the origin of the task frame."""
+
+    task_name = "quadrotor"
+    description = ""
+
+    def __init__(self, cfg: QuadrotorCfg, seed: int = 0) -> None:
+        self.params: QuadrotorParams = load_crazyflie21()
+        self.spec = self.make_spec(cfg)
+        super().__init__(cfg, seed)
+        p, n, dev = self.params, self.num_envs, self.device
+        self.sim = QuadrotorSim(p, n, dev, dt=cfg.sim_dt, compile=cfg.compile)
+        self.hover_action = 2 * (p.hover_rpm - p.rpm_min) / (p.rpm_max - p.rpm_min) - 1
+        self.action_hist = torch.full((n, cfg.action_history, 4), self.hover_action, device=dev)
+        self.rpm_cmd = torch.full((n, 4), p.hover_rpm, device=dev)
+        self.rate_cmd = torch.zeros(n, 3, device=dev)
+        self.thrust_cmd = torch.zeros(n, device=dev)
+        self.goal = torch.zeros(n, 3, device=dev)
+        self.goal_vel = torch.zeros(n, 3, device=dev)
+        self.time = torch.zeros(n, device=dev)
+        self.sq_err_sum = torch.zeros(n, device=dev)
+        # mixer: per-rotor thrust -> (collective thrust, roll, pitch, yaw torque), inverted for ctbr
+        pos = torch.tensor(p.rotor_positions, dtype=torch.float32, device=dev)
+        dirs = torch.tensor(p.rotor_directions, dtype=torch.float32, device=dev)
+        self._rotor_y, self._rotor_x, self._rotor_dir = pos[:, 1], pos[:, 0], dirs
+        self._rate_gain = torch.tensor(cfg.rate_gain, device=dev)
+
+    # ---- specification -----------------------------------------------------------------------
+    @classmethod
+    def reward_term_names(cls) -> list[str]:
+        """Named reward terms (see `_reward_terms`)."""
+        return ["position", "orientation", "lin_vel", "ang_vel", "action", "alive", "crash"]
+
+    @classmethod
+    def policy_terms(cls, cfg: QuadrotorCfg) -> tuple[ObsTerm, ...]:
+        """What the drone's state estimate provides, in order."""
+        return (
+            ObsTerm("pos_error", 3, "m", "position minus goal/reference, world frame"),
+            ObsTerm("rotation_matrix", 9, "", "body-to-world rotation, row-major"),
+            ObsTerm("lin_vel", 3, "m/s", "linear velocity (minus reference velocity), world frame"),
+            ObsTerm("ang_vel", 3, "rad/s", "angular velocity, body frame (gyro)"),
+            ObsTerm("action_history", 4 * cfg.action_history, "", "previous normalized actions, newest first",
+                    source="last_action"),
+        )
+
+    @classmethod
+    def make_spec(cls, cfg: QuadrotorCfg) -> TaskSpec:
+        """Observation and action specification for a config."""
+        p = load_crazyflie21()
+        if cfg.action_mode == "rpm":
+            half = (p.rpm_max - p.rpm_min) / 2
+            terms: tuple[ActionTerm, ...] = (
+                ActionTerm("motor_rpm", 4, "rpm", (half,) * 4, (p.rpm_min + half,) * 4, "motor speed setpoints M1..M4"),
+            )
+        elif cfg.action_mode == "ctbr":
+            max_thrust = 4 * rotor_thrust(p, p.rpm_max)
+            terms = (
+                ActionTerm("collective_thrust", 1, "N", (max_thrust / 2,), (max_thrust / 2,), "sum of rotor thrusts"),
+                ActionTerm("body_rates", 3, "rad/s", (cfg.max_body_rate,) * 3, (0.0,) * 3, "roll/pitch/yaw rate"),
+            )
+        else:
+            raise ValueError(f"{cls.task_name}: unknown action_mode '{cfg.action_mode}' (choose 'rpm' or 'ctbr')")
+        policy = cls.policy_terms(cfg)
+        critic = policy + (
+            ObsTerm("motor_rpm", 4, "", "true motor speeds / max rpm"),
+            ObsTerm("disturbance_force", 3, "N*10", "external force ×10"),
+            ObsTerm("params", 7, "", "randomized mass, inertia(3), thrust scale, torque coef, motor tau / nominal"),
+        )
+        return TaskSpec(
+            name=cls.task_name,
+            obs_terms={"policy": policy, "critic": critic},
+            action=ActionSpec(terms, rate_hz=1.0 / cfg.step_dt, mode=cfg.action_mode),
+            robot=ROBOT,
+            description=cls.description,
+            reward_scales=dict(cfg.reward_scales),
+        )
+
+    # ---- hooks -------------------------------------------------------------------------------
+    def _apply_action(self, action: Tensor) -> None:
+        p = self.params
+        if self.cfg.action_mode == "rpm":
+            self.rpm_cmd = p.rpm_min + (action + 1) * (0.5 * (p.rpm_max - p.rpm_min))
+        else:
+            max_thrust = 4 * rotor_thrust(p, p.rpm_max)
+            self.thrust_cmd = (action[:, 0] + 1) * (0.5 * max_thrust)
+            self.rate_cmd = action[:, 1:] * self.cfg.max_body_rate
+        self.action_hist = torch.cat((action.unsqueeze(1), self.action_hist[:, :-1]), 1)
+
+    def _physics_step(self) -> None:
+        if self.cfg.action_mode == "ctbr":
+            self.rpm_cmd = self._rate_controller()
+        self.sim.step(self.rpm_cmd)
+        self.time += self.cfg.sim_dt
+
+    def _rate_controller(self) -> Tensor:
+        """Body-rate P controller + mixer, as in the onboard firmware: (thrust, rates) -> motor rpm."""
+        p, bp, w = self.params, self.sim.bp, self.sim.ang_vel
+        inertia = bp.inertia
+        # τ = J K (ω_cmd − ω) + ω × Jω
+        tau = inertia * self._rate_gain * (self.rate_cmd - w) + torch.linalg.cross(w, inertia * w)
+        # per-rotor thrust f_i solves: Σf = T, Σ y_i f_i = τx, −Σ x_i f_i = τy, Σ d_i k f_i = τz
+        arm = self._rotor_y.abs().mean()
+        t = self.thrust_cmd.unsqueeze(-1) / 4
+        fx = tau[:, :1] / (4 * arm) * torch.sign(self._rotor_y)
+        fy = -tau[:, 1:2] / (4 * arm) * torch.sign(self._rotor_x)
+        fz = tau[:, 2:3] / (4 * bp.torque_coef.unsqueeze(-1)) * self._rotor_dir
+        f = (t + fx + fy + fz).clamp_min(0.0) / bp.thrust_scale.unsqueeze(-1)
+        return rpm_for_thrust(p, f)
+
+    def _observe(self) -> Obs:
+        s, cfg = self.sim, self.cfg
+        noise = cfg.obs_noise
+        pos_err = s.pos - self.goal
+        vel_err = s.lin_vel - self.goal_vel
+        rot = quat_to_rotmat(s.quat).flatten(1)
+        policy = torch.cat(
+            (
+                pos_err + noise.get("pos", 0.0) * self.randn(self.num_envs, 3),
+                rot + noise.get("rot", 0.0) * self.randn(self.num_envs, 9),
+                vel_err + noise.get("lin_vel", 0.0) * self.randn(self.num_envs, 3),
+                s.ang_vel + noise.get("ang_vel", 0.0) * self.randn(self.num_envs, 3),
+                self.action_hist.flatten(1),
+            ),
+            -1,
+        )
+        critic = torch.cat(
+            (
+                pos_err, rot, vel_err, s.ang_vel, self.action_hist.flatten(1),
+                s.rpm / self.params.rpm_max, s.force_ext * 10, s.bp.as_tensor(),
+            ),
+            -1,
+        )  # fmt: skip
+        return {"policy": policy, "critic": critic}
+
+    def _reward_terms(self) -> dict[str, Tensor]:
+        s = self.sim
+        crashed = self._crashed()
+        pos_sq = (s.pos - self.goal).square().sum(-1)
+        self.sq_err_sum += pos_sq
+        return {
+            "position": pos_sq,
+            "orientation": 1 - s.quat[:, 0].square(),
+            "lin_vel": (s.lin_vel - self.goal_vel).square().sum(-1),
+            "ang_vel": s.ang_vel.square().sum(-1),
+            "action": (self.action - self.hover_action).square().sum(-1),
+            "alive": (~crashed).float(),
+            "crash": crashed.float() / self.step_dt,  # a one-off penalty, not a rate
+        }
+
+    def _crashed(self) -> Tensor:
+        s, cfg = self.sim, self.cfg
+        far = (s.pos - self.goal).norm(dim=-1) > cfg.max_pos_error
+        spinning = s.ang_vel.norm(dim=-1) > cfg.max_ang_vel
+        return far | spinning | ~torch.isfinite(s.state).all(-1)
+
+    def _terminated(self) -> Tensor:
+        return self._crashed()
+
+    def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
+        err = (self.sim.pos[done_ids] - self.goal[done_ids]).norm(dim=-1)
+        crashed = self._crashed()[done_ids]
+        return {
+            "success": ((err < self.cfg.success_radius) & ~crashed).float(),
+            "final_pos_error": torch.where(crashed, torch.nan, err),
+            "crash": crashed.float(),
+            "pos_error_rms": (self.sq_err_sum[done_ids] / self.episode_length[done_ids].clamp_min(1)).sqrt(),
+        }
+
+    def _reset_idx(self, env_ids: Tensor) -> None:
+        cfg, p, s, n = self.cfg, self.params, self.sim, len(env_ids)
+        self.time[env_ids] = 0.0
+        self.sq_err_sum[env_ids] = 0.0
+        self._set_goal(env_ids)
+        state = s.state
+        state[env_ids, 0:3] = self.goal[env_ids] + self.uniform(-cfg.init_pos, cfg.init_pos, n, 3)
+        q = random_quat(n, math.radians(cfg.init_max_angle_deg), generator=self.rng, device=self.device)
+        state[env_ids, 3:7] = quat_normalize(q)
+        state[env_ids, 7:10] = self.goal_vel[env_ids] + self.uniform(-cfg.init_lin_vel, cfg.init_lin_vel, n, 3)
+        state[env_ids, 10:13] = self.uniform(-cfg.init_ang_vel, cfg.init_ang_vel, n, 3)
+        state[env_ids, 13:17] = p.hover_rpm
+        s.bp.randomize_(p, env_ids, cfg.randomize, self.rand)
+        direction = self.randn(n, 3)
+        direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+        radius = cfg.disturbance_force * self.rand(n, 1).pow(1 / 3)
+        s.force_ext[env_ids] = direction * radius
+        self.action_hist[env_ids] = self.hover_action
+        self.rpm_cmd[env_ids] = p.hover_rpm
+
+    def viz_state(self) -> dict[str, Tensor]:
+        """What plots and videos show: position, attitude, goal/reference and the last action."""
+        return {"pos": self.sim.pos, "quat": self.sim.quat, "goal": self.goal, "action": self.action}
+
+    def _set_goal(self, env_ids: Tensor) -> None:
+        self.goal[env_ids] = 0.0
+        self.goal_vel[env_ids] = 0.0
+
+
+class HoverEnv(QuadrotorEnv):
+    """quadrotor-hover: recover from up to 90° tilt, 1 m/s and 1 rad/s, then hold the goal."""
+
+    task_name = "quadrotor-hover"
+    description = "Crazyflie 2.1: recover from a random state and hold a goal position"
+
+
+class TrackEnv(QuadrotorEnv):
+    """quadrotor-track: follow a figure-eight x = A sin(ωt), y = A/2 sin(2ωt), starting at a random phase."""
+
+    task_name = "quadrotor-track"
+    description = "Crazyflie 2.1: follow a figure-eight (Lissajous) reference"
+
+    def __init__(self, cfg: TrackCfg, seed: int = 0) -> None:
+        super().__init__(cfg, seed)
+        self.phase = torch.zeros(self.num_envs, device=self.device)
+
+    def reference(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Reference position and velocity (N, 3) at episode time t (N,)."""
+        cfg = self.cfg
+        w = 2 * math.pi / cfg.period_s
+        a = cfg.amplitude
+        th = w * t + self.phase
+        pos = torch.stack((a * torch.sin(th), 0.5 * a * torch.sin(2 * th), torch.zeros_like(th)), -1)
+        vel = torch.stack((a * w * torch.cos(th), a * w * torch.cos(2 * th), torch.zeros_like(th)), -1)
+        return pos, vel
+
+    def _physics_step(self) -> None:
+        super()._physics_step()
+        self.goal, self.goal_vel = self.reference(self.time)
+
+    def _set_goal(self, env_ids: Tensor) -> None:
+        self.phase[env_ids] = 2 * math.pi * self.rand(len(env_ids))
+        pos, vel = self.reference(self.time)
+        self.goal[env_ids] = pos[env_ids]
+        self.goal_vel[env_ids] = vel[env_ids]
+

@@ -1,0 +1,69 @@
+"""The task registry: an explicit dict from task name to (environment class, config class).
+
+Classes are named by module path and imported on demand, so listing tasks needs no simulator.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from robolearn.core.env import BatchedEnv, EnvCfg
+from robolearn.core.errors import RobolearnError
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """Where a task's environment and config classes live."""
+
+    env: str  # "module:Class"
+    cfg: str  # "module:Class"
+    description: str
+    extra: str = ""  # optional dependency group the task needs ("" = none)
+
+
+TASKS: dict[str, TaskEntry] = {
+    "quadrotor-hover": TaskEntry(
+        "robolearn.envs.quadrotor.env:HoverEnv",
+        "robolearn.envs.quadrotor.env:HoverCfg",
+        "Crazyflie 2.1: recover from a random state and hold a goal position",
+    ),
+    "quadrotor-track": TaskEntry(
+        "robolearn.envs.quadrotor.env:TrackEnv",
+        "robolearn.envs.quadrotor.env:TrackCfg",
+        "Crazyflie 2.1: follow a figure-eight (Lissajous) reference",
+    ),
+}
+
+
+def _load(target: str) -> Any:
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def entry(task: str) -> TaskEntry:
+    """The registry entry of `task`, or an error listing the known tasks."""
+    if task not in TASKS:
+        raise RobolearnError(f"unknown task '{task}'; known tasks: {', '.join(TASKS)}")
+    return TASKS[task]
+
+
+def cfg_class(task: str) -> type[EnvCfg]:
+    """The config dataclass of `task`."""
+    return _load(entry(task).cfg)
+
+
+def env_class(task: str) -> type[BatchedEnv]:
+    """The environment class of `task`."""
+    return _load(entry(task).env)
+
+
+def make(task: str, cfg: EnvCfg | None = None, seed: int = 0, **overrides: Any) -> BatchedEnv:
+    """Build `task` from `cfg` (default: the task's defaults) with keyword overrides of config fields."""
+    cfg = cfg if cfg is not None else cfg_class(task)()
+    if overrides:
+        from dataclasses import replace
+
+        cfg = replace(cfg, **overrides)
+    return env_class(task)(cfg, seed=seed)

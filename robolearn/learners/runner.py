@@ -1,0 +1,235 @@
+"""The training loop every RL learner shares: run directory, config, logging, checkpoints, resume, stop rules.
+
+A run directory holds `config.yaml` (the resolved config), `checkpoints/iter_NNNNNN.safetensors`
+(learner + env + RNG state, no pickle), `tb/` (TensorBoard) and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robolearn.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from robolearn.core.config import from_dict, load_yaml, save_yaml, to_dict
+from robolearn.core.env import BatchedEnv, EnvCfg
+from robolearn.core.errors import ConfigError
+from robolearn.core.logging import RunLogger, new_run_dir
+from robolearn.core.seeding import rng_state, seed_everything, set_rng_state
+from robolearn.envs import registry
+from robolearn.learners import learner_classes
+from robolearn.networks import MLPPolicy
+
+
+@dataclass(kw_only=True)
+class RunCfg:
+    """A training run: which task and learner, for how long, and where to write (env/algo added per task)."""
+
+    task: str
+    """Registered task name (see `robolearn tasks`)."""
+    learner: str
+    """Learner name: ppo or td3."""
+    seed: int = 0
+    """Seed of every random stream (env, networks, sampling)."""
+    iterations: int = 200
+    """Learner iterations (one iteration = one rollout + update for PPO, one parallel env step for TD3)."""
+    max_env_steps: int | None = None
+    """Stop after this many environment transitions (None: no limit)."""
+    time_budget_s: float | None = None
+    """Stop after this many wall seconds (None: no limit)."""
+    checkpoint_every: int = 100
+    """Save a checkpoint every this many iterations (and at the end)."""
+    eval_every: int = 0
+    """Evaluate the deterministic policy every this many iterations (0: never during training)."""
+    eval_episodes: int = 1000
+    """Episodes per evaluation (run in parallel)."""
+    stop_success: float | None = None
+    """Stop as soon as an evaluation reaches this success rate (e.g. 0.95)."""
+    runs_root: str = "runs"
+    """Where new run directories are created."""
+    name: str = ""
+    """Run name (default: <task>-<learner>)."""
+    env: Any = None
+    """Task configuration (the task's config dataclass)."""
+    algo: Any = None
+    """Learner configuration (the learner's config dataclass)."""
+    tensorboard: bool = True
+    """Write TensorBoard event files."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Free-form notes saved with the run (e.g. operator, hardware)."""
+
+
+def run_cfg_class(task: str, learner: str) -> type[RunCfg]:
+    """RunCfg with `env` and `algo` typed as the task's and learner's config dataclasses."""
+    env_cls = registry.cfg_class(task)
+    _, algo_cls = learner_classes(learner)
+    return dataclasses.make_dataclass(
+        "TrainCfg",
+        [("env", env_cls, field(default_factory=env_cls)), ("algo", algo_cls, field(default_factory=algo_cls))],
+        bases=(RunCfg,),
+        kw_only=True,
+    )
+
+
+def load_run_cfg(data: dict, source: str) -> RunCfg:
+    """Strictly build a typed run config from a dict (a YAML preset or a saved config.yaml)."""
+    for key in ("task", "learner"):
+        if key not in data:
+            raise ConfigError(f"{source}: missing key '{key}'")
+    return from_dict(run_cfg_class(data["task"], data["learner"]), data, source=source)
+
+
+def load_run_cfg_file(path: str | Path) -> RunCfg:
+    """`load_run_cfg` of a YAML file."""
+    return load_run_cfg(load_yaml(path), str(path))
+
+
+class Trainer:
+    """Builds env + learner from a RunCfg and runs the loop; `resume` continues a killed run exactly."""
+
+    def __init__(self, cfg: RunCfg, run_dir: Path | None = None, quiet: bool = False, resuming: bool = False) -> None:
+        self.cfg = cfg
+        seed_everything(cfg.seed)
+        self.env: BatchedEnv = registry.make(cfg.task, cfg.env, seed=cfg.seed)
+        learner_cls, _ = learner_classes(cfg.learner)
+        self.learner = learner_cls(self.env, cfg.algo)
+        self.iteration = 0
+        self.elapsed_s = 0.0
+        self.history: list[dict[str, float]] = []
+        self.quiet = quiet
+        if run_dir is None:
+            run_dir = new_run_dir(Path(cfg.runs_root), cfg.name or f"{cfg.task}-{cfg.learner}")
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not resuming:
+            save_yaml(cfg, self.run_dir / "config.yaml")
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, quiet: bool = False) -> Trainer:
+        """Re-open a run directory at its latest checkpoint."""
+        run_dir = Path(run_dir)
+        cfg = load_run_cfg_file(run_dir / "config.yaml")
+        trainer = cls(cfg, run_dir=run_dir, quiet=quiet, resuming=True)
+        ckpt = latest_checkpoint(run_dir / "checkpoints")
+        if ckpt is not None:
+            trainer.load(ckpt)
+        return trainer
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def save(self) -> Path:
+        """Write learner, env and RNG state for the current iteration."""
+        path = self.run_dir / "checkpoints" / f"iter_{self.iteration:06d}.safetensors"
+        state = {
+            "learner": self.learner.state_dict(),
+            "env": self.env.state_dict(),
+            "rng": rng_state(),
+            "env_reward_scales": dict(self.env.cfg.reward_scales),
+        }
+        meta = {
+            "iteration": self.iteration,
+            "elapsed_s": self.elapsed_s,
+            "task": self.cfg.task,
+            "learner": self.cfg.learner,
+            "history": self.history,
+            "policy": self.learner.policy().describe(),
+        }
+        save_checkpoint(path, state, meta)
+        return path
+
+    def load(self, path: Path) -> None:
+        """Restore a checkpoint written by `save`."""
+        state, meta = load_checkpoint(path)
+        if meta.get("task") != self.cfg.task or meta.get("learner") != self.cfg.learner:
+            raise ConfigError(f"{path}: checkpoint is for {meta.get('task')}/{meta.get('learner')}, "
+                              f"config says {self.cfg.task}/{self.cfg.learner}")
+        self.learner.load_state_dict(state["learner"])
+        self.env.load_state_dict(state["env"])
+        self.env.cfg.reward_scales.update(state["env_reward_scales"])
+        set_rng_state(state["rng"])
+        self.iteration = int(meta["iteration"])
+        self.elapsed_s = float(meta["elapsed_s"])
+        self.history = list(meta["history"])
+
+    # ---- evaluation ----------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """Deterministic policy over `eval_episodes` random starts (separate env, own seed)."""
+        from robolearn.eval.rollout import evaluate_policy
+
+        env_cfg: EnvCfg = dataclasses.replace(self.cfg.env, num_envs=self.cfg.eval_episodes)
+        env = registry.make(self.cfg.task, env_cfg, seed=self.cfg.seed + 10_000)
+        policy = self.learner.policy()
+        return evaluate_policy(env, lambda obs: policy(obs["policy"]))
+
+    # ---- loop ----------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """Run until iterations, env steps, time budget or the success criterion; returns the summary."""
+        cfg = self.cfg
+        start = time.time() - self.elapsed_s
+        last_eval: dict[str, float] = {}
+        stop_reason = "iterations"
+        per_iter = self.learner.env_steps_per_iteration
+        with RunLogger(self.run_dir, total=cfg.iterations, unit="it", desc=f"{cfg.task} {cfg.learner}",
+                       tensorboard=cfg.tensorboard, console=not self.quiet) as log:
+            log.update(self.iteration)
+            while self.iteration < cfg.iterations:
+                logs = self.learner.train_iteration()
+                self.iteration += 1
+                self.elapsed_s = time.time() - start
+                env_steps = self.iteration * per_iter
+                logs["time/elapsed_s"] = self.elapsed_s
+                logs["time/env_steps_per_s"] = env_steps / max(self.elapsed_s, 1e-9)
+                if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                    last_eval = {f"eval/{k}": v for k, v in self.evaluate().items()}
+                    logs.update(last_eval)
+                    self.elapsed_s = time.time() - start
+                log.log(env_steps, logs, main=("reward", "episode/success", "eval/success"))
+                log.update(1)
+                self.history.append({"iteration": self.iteration, "env_steps": env_steps,
+                                     **{k: v for k, v in logs.items() if _is_scalar(v)}})
+                if self.iteration % cfg.checkpoint_every == 0:
+                    self.save()
+                if cfg.stop_success is not None and last_eval.get("eval/success", 0.0) >= cfg.stop_success:
+                    stop_reason = "success"
+                    break
+                if cfg.max_env_steps is not None and env_steps >= cfg.max_env_steps:
+                    stop_reason = "max_env_steps"
+                    break
+                if cfg.time_budget_s is not None and self.elapsed_s >= cfg.time_budget_s:
+                    stop_reason = "time_budget"
+                    break
+        ckpt = self.save()
+        summary = {
+            "run_dir": str(self.run_dir),
+            "checkpoint": str(ckpt),
+            "iterations": self.iteration,
+            "env_steps": self.iteration * per_iter,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "stop_reason": stop_reason,
+            **last_eval,
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[RunCfg, MLPPolicy, Path]:
+    """The deployable actor of a run (latest checkpoint unless one is named), in eval mode."""
+    run_dir = Path(run_dir)
+    cfg = load_run_cfg_file(run_dir / "config.yaml")
+    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        raise ConfigError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    state, meta = load_checkpoint(ckpt)
+    if "policy" not in meta:
+        raise ConfigError(f"{ckpt}: checkpoint has no policy description")
+    policy = MLPPolicy.from_description(meta["policy"])
+    policy.load_state_dict(state["learner"]["actor"])
+    return cfg, policy.eval(), ckpt

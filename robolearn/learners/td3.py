@@ -1,0 +1,221 @@
+"""TD3 with an asymmetric actor-critic over many parallel environments.
+
+The actor (deployable, small) sees `policy` observations; the twin critics see privileged `critic`
+observations. Each iteration steps every env once, stores the transitions in a device-resident ring
+buffer and takes `updates_per_iteration` gradient steps (Fujimoto et al. 2018; parallel-env setting after
+"Learning to Fly in Seconds" and FastTD3). A reward curriculum raises penalty weights during training.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from robolearn.core.env import BatchedEnv
+from robolearn.learners.common import RewardCurriculum, merge_episode_logs
+from robolearn.networks import MLP, EmpiricalNormalizer, MLPPolicy
+
+
+@dataclass(kw_only=True)
+class TD3Cfg:
+    """Twin Delayed DDPG hyper-parameters."""
+
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions."""
+    batch_size: int = 4096
+    """Transitions per gradient step."""
+    updates_per_iteration: int = 2
+    """Critic updates per parallel env step."""
+    learning_starts: int = 16_384
+    """Transitions collected with random actions before learning."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak averaging rate of the target networks."""
+    actor_lr: float = 1e-3
+    """Actor learning rate."""
+    critic_lr: float = 1e-3
+    """Critic learning rate."""
+    policy_delay: int = 2
+    """Critic updates per actor (and target) update."""
+    exploration_noise: float = 0.1
+    """Std of Gaussian action noise while collecting (normalized units)."""
+    target_noise: float = 0.2
+    """Std of target policy smoothing noise."""
+    target_noise_clip: float = 0.5
+    """Clip of target policy smoothing noise."""
+    actor_hidden: tuple[int, ...] = (64, 64)
+    """Actor hidden widths (the deployable policy)."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Critic hidden widths."""
+    activation: str = "relu"
+    """Hidden activation."""
+    normalize_until: int = 2_000_000
+    """Observation statistics are updated until this many samples, then frozen (keeps replay targets stable)."""
+    curriculum: dict[str, float] = field(default_factory=dict)
+    """Reward scales to reach by `curriculum_steps` (ramped from the task's values), e.g. {"action": -0.5}."""
+    curriculum_steps: int = 2_000_000
+    """Env steps over which the curriculum ramps."""
+
+
+class TD3:
+    """Asymmetric TD3 learner over a batched env."""
+
+    def __init__(self, env: BatchedEnv, cfg: TD3Cfg) -> None:
+        self.env, self.cfg = env, cfg
+        dev = env.device
+        dims = env.spec.obs_dims
+        self.a_dim = a_dim = env.spec.action.dim
+        self.actor = MLPPolicy(dims["policy"], a_dim, cfg.actor_hidden, cfg.activation, output="tanh").to(dev)
+        self.actor.normalizer.until = cfg.normalize_until
+        self.critic_norm = EmpiricalNormalizer(dims["critic"], until=cfg.normalize_until).to(dev)
+        self.critics = nn.ModuleList(
+            [MLP(dims["critic"] + a_dim, cfg.critic_hidden, 1, cfg.activation) for _ in range(2)]
+        ).to(dev)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr)
+        cap = cfg.buffer_size
+        self.buffer = {
+            "policy": torch.zeros(cap, dims["policy"], device=dev),
+            "critic": torch.zeros(cap, dims["critic"], device=dev),
+            "action": torch.zeros(cap, a_dim, device=dev),
+            "reward": torch.zeros(cap, device=dev),
+            "next_policy": torch.zeros(cap, dims["policy"], device=dev),
+            "next_critic": torch.zeros(cap, dims["critic"], device=dev),
+            "terminated": torch.zeros(cap, device=dev),
+        }
+        self.ptr, self.size = 0, 0
+        self.curriculum = RewardCurriculum(env, cfg.curriculum, cfg.curriculum_steps) if cfg.curriculum else None
+        self.obs = env.reset()
+        self.env_steps = 0
+        self.num_updates = 0
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        """Environment transitions collected per `train_iteration`."""
+        return self.env.num_envs
+
+    def q(self, critics: nn.ModuleList, critic_obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Twin Q-values (B,), (B,) of normalized critic observations and actions."""
+        x = torch.cat((self.critic_norm(critic_obs), action), -1)
+        return critics[0](x).squeeze(-1), critics[1](x).squeeze(-1)
+
+    @torch.no_grad()
+    def act(self, policy_obs: Tensor) -> Tensor:
+        """Exploration action: random before learning starts, then π(o) + N(0, σ²) clipped to [-1, 1]."""
+        n = policy_obs.shape[0]
+        if self.size < self.cfg.learning_starts:
+            return torch.rand(n, self.a_dim, device=policy_obs.device) * 2 - 1
+        action = self.actor(policy_obs)
+        return (action + self.cfg.exploration_noise * torch.randn_like(action)).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def store(self, obs: dict, action: Tensor, reward: Tensor, next_obs: dict, terminated: Tensor) -> None:
+        """Append N transitions to the ring buffer; `next_obs` is the pre-reset observation (final_obs)."""
+        n, cap = action.shape[0], self.cfg.buffer_size
+        idx = (self.ptr + torch.arange(n, device=action.device)) % cap
+        b = self.buffer
+        b["policy"][idx], b["critic"][idx], b["action"][idx] = obs["policy"], obs["critic"], action
+        b["reward"][idx], b["terminated"][idx] = reward, terminated.float()
+        b["next_policy"][idx], b["next_critic"][idx] = next_obs["policy"], next_obs["critic"]
+        self.ptr = (self.ptr + n) % cap
+        self.size = min(self.size + n, cap)
+
+    @torch.no_grad()
+    def td_target(self, reward: Tensor, next_policy: Tensor, next_critic: Tensor, terminated: Tensor) -> Tensor:
+        """y = r + γ (1 − terminated) min(Q1', Q2')(s', a'); truncated transitions bootstrap."""
+        cfg = self.cfg
+        # target policy smoothing: a' = clip(π'(o') + clip(ε, ±c), ±1)
+        next_a = self.actor_target(next_policy)
+        eps = (cfg.target_noise * torch.randn_like(next_a)).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
+        next_a = (next_a + eps).clamp(-1.0, 1.0)
+        q1_t, q2_t = self.q(self.critics_target, next_critic, next_a)
+        return reward + cfg.gamma * (1.0 - terminated) * torch.min(q1_t, q2_t)
+
+    def update(self) -> dict[str, float]:
+        """One critic step, and every `policy_delay` steps one actor step and a target update."""
+        cfg, b = self.cfg, self.buffer
+        idx = torch.randint(0, self.size, (cfg.batch_size,), device=b["reward"].device)
+        y = self.td_target(b["reward"][idx], b["next_policy"][idx], b["next_critic"][idx], b["terminated"][idx])
+        q1, q2 = self.q(self.critics, b["critic"][idx], b["action"][idx])
+        critic_loss = (q1 - y).square().mean() + (q2 - y).square().mean()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        self.num_updates += 1
+        logs = {"loss/critic": critic_loss.item(), "q": q1.mean().item()}
+        if self.num_updates % cfg.policy_delay == 0:
+            # actor: maximize Q1(s, π(o))
+            actor_loss = -self.q(self.critics, b["critic"][idx], self.actor(b["policy"][idx]))[0].mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_opt.step()
+            with torch.no_grad():
+                for net, target in ((self.actor, self.actor_target), (self.critics, self.critics_target)):
+                    for p, pt in zip(net.parameters(), target.parameters(), strict=True):
+                        pt.lerp_(p, cfg.tau)
+                self.actor_target.normalizer.load_state_dict(self.actor.normalizer.state_dict())
+            logs["loss/actor"] = actor_loss.item()
+        return logs
+
+    def train_iteration(self) -> dict[str, float]:
+        """Step every env once, store, then take `updates_per_iteration` gradient steps."""
+        logs: dict[str, float] = {}
+        if self.curriculum is not None:
+            logs.update(self.curriculum.update(self.env_steps))
+        action = self.act(self.obs["policy"])
+        res = self.env.step(action)
+        self.store(self.obs, action, res.reward, res.info["final_obs"], res.terminated)
+        self.actor.normalizer.update(self.obs["policy"])
+        self.critic_norm.update(self.obs["critic"])
+        self.obs = res.obs
+        self.env_steps += self.env_steps_per_iteration
+        if self.size >= self.cfg.learning_starts:
+            for _ in range(self.cfg.updates_per_iteration):
+                logs.update(self.update())
+        logs["reward"] = float(res.reward.mean())
+        if "log" in res.info:
+            logs.update(merge_episode_logs([res.info["log"]]))
+        return logs
+
+    def policy(self) -> MLPPolicy:
+        """The deterministic deployable actor."""
+        return self.actor
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume exactly (the replay buffer included)."""
+        return {
+            "actor": self.actor.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critics": self.critics.state_dict(),
+            "critics_target": self.critics_target.state_dict(),
+            "critic_norm": self.critic_norm.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "buffer": {k: v[: self.size] for k, v in self.buffer.items()},
+            "ptr": self.ptr,
+            "size": self.size,
+            "env_steps": self.env_steps,
+            "num_updates": self.num_updates,
+            "obs": dict(self.obs),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` saved."""
+        self.actor.load_state_dict(state["actor"])
+        self.actor_target.load_state_dict(state["actor_target"])
+        self.critics.load_state_dict(state["critics"])
+        self.critics_target.load_state_dict(state["critics_target"])
+        self.critic_norm.load_state_dict(state["critic_norm"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.ptr, self.size = int(state["ptr"]), int(state["size"])
+        for k, v in state["buffer"].items():
+            self.buffer[k][: self.size] = v.to(self.buffer[k].device)
+        self.env_steps, self.num_updates = int(state["env_steps"]), int(state["num_updates"])
+        self.obs = {k: v.to(self.env.device) for k, v in state["obs"].items()}
