@@ -51,9 +51,13 @@ def run(args: argparse.Namespace) -> int:
         for name, target in BENCHMARKS.items():
             print(f"{name:24s} {target}")
         return 0
+    rest = list(args.rest)
+    if "--json" in rest:  # `bench NAME --json`: argparse's REMAINDER swallowed the flag
+        rest.remove("--json")
+        args.json = True
     module, fn = BENCHMARKS[args.name].split(":")
     start = time.time()
-    result = getattr(importlib.import_module(module), fn)(args.rest)
+    result = getattr(importlib.import_module(module), fn)(rest)
     result = {"benchmark": args.name, **result, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
               "wall_s": round(time.time() - start, 2)}
     if args.json:

@@ -1,8 +1,8 @@
 """`robolearn train`: train an RL policy on a task from a YAML preset, with command-line overrides.
 
-    robolearn train --config configs/quadrotor-hover-ppo.yaml --seed 1 --algo.lr 3e-4
-    robolearn train --task quadrotor-hover --learner td3 --env.num-envs 256
-    robolearn train --resume runs/quadrotor-hover-ppo-20261123-120000      # continue a killed run
+robolearn train --config configs/quadrotor-hover-ppo.yaml --seed 1 --algo.lr 3e-4
+robolearn train --task quadrotor-hover --learner td3 --env.num-envs 256
+robolearn train --resume runs/quadrotor-hover-ppo-20261123-120000      # continue a killed run
 """
 
 from __future__ import annotations

@@ -1,15 +1,5 @@
-"""Types, math and utilities every other package builds on (torch and numpy only)."""
+"""Types, math and utilities every other package builds on.
 
-from robolearn.core.errors import ConfigError, MissingExtraError, RobolearnError, require
-from robolearn.core.types import ActionSpec, ActionTerm, ObsTerm, StepResult
-
-__all__ = [
-    "ActionSpec",
-    "ActionTerm",
-    "ConfigError",
-    "MissingExtraError",
-    "ObsTerm",
-    "RobolearnError",
-    "StepResult",
-    "require",
-]
+Nothing is re-exported here on purpose: `robolearn.core.errors` must stay importable without torch
+(the deployment runtime imports it on robot computers), so import from the submodules.
+"""

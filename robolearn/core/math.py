@@ -91,7 +91,7 @@ def euler_xyz_from_quat(q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def random_quat(n: int, max_angle: float | Tensor, generator: torch.Generator | None = None, device=None) -> Tensor:
-    """n rotations about uniformly random axes by angles uniform in [0, max_angle] [rad]."""
+    """N rotations about uniformly random axes by angles uniform in [0, max_angle] [rad]."""
     axis = torch.randn(n, 3, generator=generator, device=device)
     axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-9)
     angle = torch.rand(n, generator=generator, device=device) * max_angle

@@ -31,7 +31,8 @@ class ObsTerm:
     dim: int
     unit: str = ""
     description: str = ""
-    source: str = "sensor"  # "sensor" (robot measures it), "command" (goal/reference), "last_action" (policy's own output)
+    # "sensor" (robot measures it), "command" (goal/reference), "last_action" (the policy's own output)
+    source: str = "sensor"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

@@ -185,7 +185,7 @@ class PPO:
                 updates += 1
         logs = {k: v / updates for k, v in logs.items()}
         logs["lr"] = self.lr
-        logs["action_std"] = float(self.log_std.exp().mean())
+        logs["action_std"] = self.log_std.exp().mean().item()
         return logs
 
     def train_iteration(self) -> dict[str, float]:
@@ -200,11 +200,12 @@ class PPO:
             reward_sum += float(res.reward.mean())
             if "log" in res.info:
                 episode_logs.append(res.info["log"])
-        # normalizers learn from what was just collected (before the update uses them)
-        self.actor.normalizer.update(self.storage["policy"].flatten(0, 1))
-        self.critic_norm.update(self.storage["critic"].flatten(0, 1))
         adv, ret = self.compute_returns(self.obs["critic"])
         logs = self.update(adv, ret)
+        # normalizers learn from this rollout only after the update, so that the update sees the same
+        # normalization as the rollout's stored log-probabilities and values
+        self.actor.normalizer.update(self.storage["policy"].flatten(0, 1))
+        self.critic_norm.update(self.storage["critic"].flatten(0, 1))
         self.env_steps += self.env_steps_per_iteration
         logs["reward"] = reward_sum / self.cfg.num_steps
         logs.update(merge_episode_logs(episode_logs))

@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from robolearn.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from robolearn.core.config import from_dict, load_yaml, save_yaml, to_dict
+from robolearn.core.config import from_dict, load_yaml, save_yaml
 from robolearn.core.env import BatchedEnv, EnvCfg
 from robolearn.core.errors import ConfigError
 from robolearn.core.logging import RunLogger, new_run_dir

@@ -128,7 +128,7 @@ class TD3:
 
     @torch.no_grad()
     def td_target(self, reward: Tensor, next_policy: Tensor, next_critic: Tensor, terminated: Tensor) -> Tensor:
-        """y = r + γ (1 − terminated) min(Q1', Q2')(s', a'); truncated transitions bootstrap."""
+        """Y = r + γ (1 − terminated) min(Q1', Q2')(s', a'); truncated transitions bootstrap."""
         cfg = self.cfg
         # target policy smoothing: a' = clip(π'(o') + clip(ε, ±c), ±1)
         next_a = self.actor_target(next_policy)

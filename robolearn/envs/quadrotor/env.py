@@ -51,6 +51,8 @@ class QuadrotorCfg(EnvCfg):
     """torch.compile the physics step (worth it for large num_envs)."""
     init_pos: float = 0.5
     """Initial position error: uniform in a cube of this half-width [m]."""
+    init_at_goal: float = 0.1
+    """Fraction of episodes that start at rest at the goal ("guidance" in Learning to Fly): they teach holding it."""
     init_max_angle_deg: float = 90.0
     """Initial attitude: rotation about a random axis by up to this angle [deg]."""
     init_lin_vel: float = 1.0
@@ -143,6 +145,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         self.goal_vel = torch.zeros(n, 3, device=dev)
         self.time = torch.zeros(n, device=dev)
         self.sq_err_sum = torch.zeros(n, device=dev)
+        self.crashed = torch.zeros(n, dtype=torch.bool, device=dev)
         # mixer: per-rotor thrust -> (collective thrust, roll, pitch, yaw torque), inverted for ctbr
         pos = torch.tensor(p.rotor_positions, dtype=torch.float32, device=dev)
         dirs = torch.tensor(p.rotor_directions, dtype=torch.float32, device=dev)
@@ -258,7 +261,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
 
     def _reward_terms(self) -> dict[str, Tensor]:
         s = self.sim
-        crashed = self._crashed()
+        self.crashed = crashed = self._crashed()
         pos_sq = (s.pos - self.goal).square().sum(-1)
         self.sq_err_sum += pos_sq
         return {
@@ -278,11 +281,11 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         return far | spinning | ~torch.isfinite(s.state).all(-1)
 
     def _terminated(self) -> Tensor:
-        return self._crashed()
+        return self.crashed
 
     def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
         err = (self.sim.pos[done_ids] - self.goal[done_ids]).norm(dim=-1)
-        crashed = self._crashed()[done_ids]
+        crashed = self.crashed[done_ids]
         return {
             "success": ((err < self.cfg.success_radius) & ~crashed).float(),
             "final_pos_error": torch.where(crashed, torch.nan, err),
@@ -302,6 +305,13 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         state[env_ids, 7:10] = self.goal_vel[env_ids] + self.uniform(-cfg.init_lin_vel, cfg.init_lin_vel, n, 3)
         state[env_ids, 10:13] = self.uniform(-cfg.init_ang_vel, cfg.init_ang_vel, n, 3)
         state[env_ids, 13:17] = p.hover_rpm
+        at_goal = self.rand(n) < cfg.init_at_goal
+        if bool(at_goal.any()):
+            ids = env_ids[at_goal]
+            state[ids, 0:3] = self.goal[ids]
+            state[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], device=self.device)
+            state[ids, 7:10] = self.goal_vel[ids]
+            state[ids, 10:13] = 0.0
         s.bp.randomize_(p, env_ids, cfg.randomize, self.rand)
         direction = self.randn(n, 3)
         direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-9)

@@ -1,0 +1,200 @@
+"""Training windows: each frame of a store as a sample, every key read at that frame plus its own time offsets.
+
+A policy declares `deltas`, e.g. `{"cam": [-1, 0], "state": [-1, 0], "action": range(16)}`; sample i then holds
+`cam` (2, H, W, C), `state` (2, D), `action` (16, A), each with a `<key>_is_pad` (T,) mask that is True where the
+offset fell outside the episode and the edge frame was repeated instead. Values come back as stored (images uint8
+channels-last), so the cheap uint8 tensors cross to the GPU before any conversion.
+
+Speed: when the needed keys fit in memory (`cache=None` decides: half of the available RAM) they are decoded once
+into numpy arrays at construction, before DataLoader workers fork, so workers share them and a batch is one fancy
+index per key. Otherwise decoded chunks are kept in a per-process LRU. `loader()` hands whole index batches to
+`__getitem__`, which skips per-sample collation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, get_worker_info
+
+from robolearn.data.store import DatasetCorruptError, DatasetError, EpisodeStore
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _empty(shape: tuple[int, ...], dtype: str, shared: bool) -> torch.Tensor:
+    """An uninitialized tensor, in shared memory when `shared` (as torch's default_collate does in workers)."""
+    t = torch.empty(0, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype)
+    if shared:
+        try:
+            storage = t._typed_storage()._new_shared(int(np.prod(shape)))
+            return t.new(storage).view(shape)
+        except (AttributeError, RuntimeError):  # private torch API moved: fall back to a plain allocation
+            pass
+    return t.new_empty(shape)
+
+
+class _ChunkLRU:
+    """Decoded chunks of one store, least recently used dropped first beyond `max_bytes`."""
+
+    def __init__(self, store: EpisodeStore, max_bytes: int) -> None:
+        self.store, self.max_bytes = store, max_bytes
+        self._chunks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_chunks": OrderedDict(), "_bytes": 0}  # workers start with an empty cache
+
+    def get(self, key: str, chunk: int, frames: int) -> np.ndarray:
+        hit = self._chunks.get((key, chunk))
+        if hit is not None:
+            self._chunks.move_to_end((key, chunk))
+            return hit
+        x = self.store.read(key, chunk * frames, min((chunk + 1) * frames, self.store.num_frames))
+        self._chunks[(key, chunk)] = x
+        self._bytes += x.nbytes
+        while self._bytes > self.max_bytes and len(self._chunks) > 1:
+            _, old = self._chunks.popitem(last=False)
+            self._bytes -= old.nbytes
+        return x
+
+    def take(self, key: str, frames: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Gather global frame indices of any shape into `out` (*frames.shape, *feature.shape)."""
+        cf = self.store.chunk_frames(key)
+        chunk_of = frames // cf
+        for c in np.unique(chunk_of):
+            mask = chunk_of == c
+            out[mask] = self.get(key, int(c), cf)[frames[mask] - c * cf]
+        return out
+
+
+class WindowDataset(Dataset):
+    """Every frame of the chosen episodes as a sample: each key at frame + deltas, clamped, with padding masks."""
+
+    def __init__(self, store: EpisodeStore | str | os.PathLike[str], deltas: Mapping[str, Iterable[int]],
+                 episodes: Sequence[int] | None = None, cache: bool | None = None,
+                 chunk_cache_bytes: int = 256 << 20) -> None:
+        self.store = store if isinstance(store, EpisodeStore) else EpisodeStore(store)
+        s = self.store
+        self.deltas: dict[str, np.ndarray] = {}
+        for key, d in deltas.items():
+            if key not in s.features:
+                raise DatasetError(s.name, f"is not a feature (features: {', '.join(s.features)})", key=key)
+            arr = np.asarray(list(d), dtype=np.int64)
+            if arr.ndim != 1 or arr.size == 0:
+                raise DatasetError(s.name, f"deltas must be a non-empty list of integers, got {list(d)}", key=key)
+            self.deltas[key] = arr
+        if not self.deltas:
+            raise DatasetError(s.name, "WindowDataset needs deltas for at least one key")
+        eps = np.arange(s.num_episodes) if episodes is None else np.unique(np.asarray(list(episodes), np.int64))
+        if len(eps) and (eps[0] < 0 or eps[-1] >= s.num_episodes):
+            raise DatasetError(s.name, f"episodes must be in 0..{s.num_episodes - 1}", episodes=int(eps[-1]))
+        self.episodes = eps
+        for key in self.deltas:  # a missing chunk would read as zeros: refuse now, not mid-training
+            for p in s.missing_chunks(key):
+                raise DatasetCorruptError(p.dataset, p.what, key=p.key, episodes=p.episodes)
+        self._gstart = s.episode_starts[eps] if len(eps) else np.zeros(0, np.int64)
+        lengths = (s.episode_ends[eps] - self._gstart) if len(eps) else np.zeros(0, np.int64)
+        self._lstop = np.cumsum(lengths)
+        self._lstart = self._lstop - lengths
+        self._frame_ep = np.repeat(np.arange(len(eps)), lengths)
+        self._n = int(self._lstop[-1]) if len(eps) else 0
+        need = self._n * sum(s.features[k].frame_bytes for k in self.deltas)
+        self.cached = bool(cache) if cache is not None else need <= available_memory() // 2
+        self._data: dict[str, np.ndarray] = {}
+        if self.cached:
+            for key in self.deltas:
+                self._data[key] = self._load(key)
+        self._lru = _ChunkLRU(s, chunk_cache_bytes)
+
+    def _load(self, key: str) -> np.ndarray:
+        """Decode the chosen episodes of one key into one array, reading consecutive episodes together."""
+        s, f = self.store, self.store.features[key]
+        out = np.empty((self._n, *f.shape), f.dtype)
+        i = 0
+        while i < len(self.episodes):
+            j = i
+            while j + 1 < len(self.episodes) and self.episodes[j + 1] == self.episodes[j] + 1:
+                j += 1
+            lo, hi = int(self._gstart[i]), int(s.episode_ends[self.episodes[j]])
+            out[self._lstart[i]:self._lstart[i] + hi - lo] = s.read(key, lo, hi)
+            i = j + 1
+        return out
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: int | Sequence[int] | np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
+        """One sample (int index) or a batch (sequence of indices, leading batch dimension)."""
+        if isinstance(index, int | np.integer) or (isinstance(index, torch.Tensor) and index.ndim == 0):
+            # per-sample access is collated (copied) afterwards: no shared-memory outputs here
+            return {k: v[0] for k, v in self._gather([int(index)], shared=False).items()}
+        return self.get_batch(index)
+
+    def get_batch(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
+        """Samples `indices` stacked: key (B, T, *shape), key_is_pad (B, T), index/episode_index/frame_index (B,)."""
+        return self._gather(indices, shared=get_worker_info() is not None)
+
+    def _gather(self, indices: Sequence[int] | np.ndarray | torch.Tensor, shared: bool) -> dict[str, torch.Tensor]:
+        idx = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._n):
+            raise IndexError(f"sample index out of range 0..{self._n - 1} in {self.store.name}")
+        pos = self._frame_ep[idx]
+        lo, hi = self._lstart[pos][:, None], self._lstop[pos][:, None]
+        gstart = self._gstart[pos]
+        out: dict[str, torch.Tensor] = {
+            "index": torch.from_numpy(idx - self._lstart[pos] + gstart),
+            "episode_index": torch.from_numpy(self.episodes[pos].astype(np.int64)),
+            "frame_index": torch.from_numpy(idx - self._lstart[pos]),
+        }
+        for key, d in self.deltas.items():
+            j = idx[:, None] + d[None, :]  # (B, T) local frame indices
+            pad = (j < lo) | (j >= hi)
+            j = np.clip(j, lo, hi - 1)
+            f = self.store.features[key]
+            if self.cached and not shared:
+                x = torch.from_numpy(self._data[key][j])  # fancy indexing: fastest in-process
+            else:
+                x = _empty((*j.shape, *f.shape), f.dtype, shared)
+                if self.cached:
+                    np.take(self._data[key], j, axis=0, out=x.numpy())
+                else:
+                    self._lru.take(key, j - lo + gstart[:, None], x.numpy())
+            out[key] = x
+            out[f"{key}_is_pad"] = torch.from_numpy(pad)
+        return out
+
+    def loader(self, batch_size: int, shuffle: bool = True, num_workers: int = 0, drop_last: bool = False,
+               generator: torch.Generator | None = None, pin_memory: bool = False,
+               persistent_workers: bool = False, **kwargs: Any) -> DataLoader:
+        """A DataLoader yielding batched dicts; each worker gathers whole batches (no per-sample collation).
+
+        With the cache a batch is a memory gather and workers only add inter-process copies: use 0 workers unless
+        there is per-sample work (no cache, augmentation) and cores to spare.
+        """
+        sampler = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
+        return DataLoader(self, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None,
+                          num_workers=num_workers, pin_memory=pin_memory,
+                          persistent_workers=persistent_workers and num_workers > 0, **kwargs)
+
+    def __repr__(self) -> str:
+        d = {k: v.tolist() if len(v) <= 4 else f"{v[0]}..{v[-1]}" for k, v in self.deltas.items()}
+        return f"WindowDataset('{self.store.name}', samples={self._n}, episodes={len(self.episodes)}, deltas={d})"

@@ -1,0 +1,1 @@
+"""Evaluation outputs people look at: flight plots and videos."""

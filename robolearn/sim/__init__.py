@@ -1,0 +1,1 @@
+"""Physics backends; `quadrotor` is the batched torch rigid-body Crazyflie simulator."""
