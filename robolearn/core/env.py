@@ -163,7 +163,7 @@ class BatchedEnv(Generic[CfgT]):
         expected = (self.num_envs, self.spec.action.dim)
         if tuple(action.shape) != expected:
             raise RobolearnError(f"{self.spec.name}: action shape {tuple(action.shape)}, expected {expected}")
-        action = action.to(self.device, torch.float32)
+        action = action.detach().to(self.device, torch.float32)
         finite = torch.isfinite(action).all(-1)
         if not bool(finite.all()):
             bad = (~finite).nonzero().squeeze(-1)[:10].tolist()

@@ -30,7 +30,7 @@ class TD3Cfg:
     updates_per_iteration: int = 2
     """Critic updates per parallel env step."""
     learning_starts: int = 16_384
-    """Transitions collected with random actions before learning."""
+    """Transitions collected (with the initial policy plus noise) before learning starts."""
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 0.005
@@ -107,10 +107,11 @@ class TD3:
 
     @torch.no_grad()
     def act(self, policy_obs: Tensor) -> Tensor:
-        """Exploration action: random before learning starts, then π(o) + N(0, σ²) clipped to [-1, 1]."""
-        n = policy_obs.shape[0]
-        if self.size < self.cfg.learning_starts:
-            return torch.rand(n, self.a_dim, device=policy_obs.device) * 2 - 1
+        """Exploration action π(o) + N(0, σ²), clipped to [-1, 1].
+
+        Also during warm-up: the initial actor outputs the task's neutral action (a ≈ 0, e.g. hover), which
+        explores far more usefully than uniform random motor commands that flip a quadrotor within 0.3 s.
+        """
         action = self.actor(policy_obs)
         return (action + self.cfg.exploration_noise * torch.randn_like(action)).clamp(-1.0, 1.0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from robolearn.networks.normalizer import EmpiricalNormalizer
@@ -58,6 +59,10 @@ class MLPPolicy(nn.Module):
         self.mlp = MLP(obs_dim, hidden, action_dim, activation)
         self.output = output
         self.obs_dim, self.action_dim = obs_dim, action_dim
+        # start as the neutral action (a ≈ 0, e.g. hover): a small last layer, as in CleanRL's PPO (std 0.01)
+        last = self.mlp.linears[-1]
+        torch.nn.init.orthogonal_(last.weight, gain=0.01)
+        torch.nn.init.zeros_(last.bias)
 
     def forward_raw(self, obs: Tensor) -> Tensor:
         """Pre-squash output (B, A)."""

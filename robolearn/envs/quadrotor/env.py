@@ -22,14 +22,8 @@ from robolearn.sim.quadrotor import QuadrotorParams, QuadrotorSim, load_crazyfli
 ROBOT = "crazyflie-2.1"
 
 
-def rotor_thrust(p: QuadrotorParams, rpm: Tensor | float) -> Tensor | float:
-    """Thrust of one rotor [N] at `rpm` (the identified polynomial)."""
-    c0, c1, c2 = p.thrust_poly
-    return c0 + c1 * rpm + c2 * rpm * rpm
-
-
 def rpm_for_thrust(p: QuadrotorParams, thrust: Tensor) -> Tensor:
-    """Inverse of `rotor_thrust` on its increasing branch, clamped to the motor's range."""
+    """Inverse of `QuadrotorParams.thrust` on its increasing branch, clamped to the motor's range."""
     c0, c1, c2 = p.thrust_poly
     rpm = (-c1 + (c1 * c1 - 4 * c2 * (c0 - thrust)).clamp_min(0.0).sqrt()) / (2 * c2)
     return rpm.clamp(p.rpm_min, p.rpm_max)
@@ -136,7 +130,10 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         super().__init__(cfg, seed)
         p, n, dev = self.params, self.num_envs, self.device
         self.sim = QuadrotorSim(p, n, dev, dt=cfg.sim_dt, compile=cfg.compile)
-        self.hover_action = 2 * (p.hover_rpm - p.rpm_min) / (p.rpm_max - p.rpm_min) - 1
+        terms = self.spec.action.terms
+        self._action_offset = torch.tensor([o for t in terms for o in t.offset], device=dev)
+        self._action_scale = torch.tensor([c for t in terms for c in t.scale], device=dev)
+        self.hover_action = 0.0  # by construction of the action scaling (see make_spec)
         self.action_hist = torch.full((n, cfg.action_history, 4), self.hover_action, device=dev)
         self.rpm_cmd = torch.full((n, 4), p.hover_rpm, device=dev)
         self.rate_cmd = torch.zeros(n, 3, device=dev)
@@ -174,15 +171,18 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
     def make_spec(cls, cfg: QuadrotorCfg) -> TaskSpec:
         """Observation and action specification for a config."""
         p = load_crazyflie21()
+        # a = 0 is hover, so an untrained Gaussian policy starts near an equilibrium instead of falling or
+        # shooting up (Learning to Fly maps [-1, 1] to [0, max rpm]; centring is what lets PPO learn quickly)
         if cfg.action_mode == "rpm":
-            half = (p.rpm_max - p.rpm_min) / 2
+            up = p.rpm_max - p.hover_rpm
             terms: tuple[ActionTerm, ...] = (
-                ActionTerm("motor_rpm", 4, "rpm", (half,) * 4, (p.rpm_min + half,) * 4, "motor speed setpoints M1..M4"),
+                ActionTerm("motor_rpm", 4, "rpm", (up,) * 4, (p.hover_rpm,) * 4,
+                           "motor speed setpoints M1..M4 (clamped to the motor range)"),
             )
         elif cfg.action_mode == "ctbr":
-            max_thrust = 4 * rotor_thrust(p, p.rpm_max)
+            weight = p.mass * p.gravity
             terms = (
-                ActionTerm("collective_thrust", 1, "N", (max_thrust / 2,), (max_thrust / 2,), "sum of rotor thrusts"),
+                ActionTerm("collective_thrust", 1, "N", (weight,), (weight,), "sum of rotor thrusts"),
                 ActionTerm("body_rates", 3, "rad/s", (cfg.max_body_rate,) * 3, (0.0,) * 3, "roll/pitch/yaw rate"),
             )
         else:
@@ -204,13 +204,11 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
 
     # ---- hooks -------------------------------------------------------------------------------
     def _apply_action(self, action: Tensor) -> None:
-        p = self.params
+        physical = self._action_offset + self._action_scale * action  # what the manifest tells the robot
         if self.cfg.action_mode == "rpm":
-            self.rpm_cmd = p.rpm_min + (action + 1) * (0.5 * (p.rpm_max - p.rpm_min))
+            self.rpm_cmd = physical
         else:
-            max_thrust = 4 * rotor_thrust(p, p.rpm_max)
-            self.thrust_cmd = (action[:, 0] + 1) * (0.5 * max_thrust)
-            self.rate_cmd = action[:, 1:] * self.cfg.max_body_rate
+            self.thrust_cmd, self.rate_cmd = physical[:, 0], physical[:, 1:]
         self.action_hist = torch.cat((action.unsqueeze(1), self.action_hist[:, :-1]), 1)
 
     def _physics_step(self) -> None:
