@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import platform
 import sys
 import time
@@ -60,10 +61,22 @@ def run(args: argparse.Namespace) -> int:
     result = getattr(importlib.import_module(module), fn)(rest)
     result = {"benchmark": args.name, **result, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
               "wall_s": round(time.time() - start, 2)}
+    result = _finite_or_null(result)
     if args.json:
-        json.dump(result, sys.stdout)
+        json.dump(result, sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
     else:
         for k, v in result.items():
             print(f"{k:20s} {v}")
     return 0
+
+
+def _finite_or_null(value):
+    """NaN/inf are not JSON: report them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    return value

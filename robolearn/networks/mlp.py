@@ -61,7 +61,7 @@ class MLPPolicy(nn.Module):
         self.obs_dim, self.action_dim = obs_dim, action_dim
         # start as the neutral action (a ≈ 0, e.g. hover): a small last layer, as in CleanRL's PPO (std 0.01)
         last = self.mlp.linears[-1]
-        torch.nn.init.orthogonal_(last.weight, gain=0.01)
+        torch.nn.init.orthogonal_(last.weight, gain=0.001)
         torch.nn.init.zeros_(last.bias)
 
     def forward_raw(self, obs: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ def make_policy(activation: str, output: str, obs_dim: int = 10) -> MLPPolicy:
     torch.manual_seed(0)
     p = MLPPolicy(obs_dim, 3, [24, 16], activation, output)
     with torch.no_grad():
+        p.mlp.linears[-1].reset_parameters()  # like a trained policy, not the near-zero init
         p.normalizer.mean.copy_(torch.randn(obs_dim))
         p.normalizer.var.copy_(torch.rand(obs_dim) * 2 + 0.01)
         p.mlp.linears[-1].weight.mul_(3.0)

@@ -42,6 +42,7 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     policy = MLPPolicy(6, 3, [16, 16], "tanh", "tanh")
     with torch.no_grad():
+        policy.mlp.linears[-1].reset_parameters()  # like a trained policy, not the near-zero init
         policy.normalizer.mean.copy_(torch.randn(6))
         policy.normalizer.var.copy_(torch.rand(6) + 0.1)
         policy.mlp.linears[-1].weight.mul_(20.0)  # outputs saturate, so clamping to [-0.5, 0.5] shows

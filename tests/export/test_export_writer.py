@@ -31,6 +31,7 @@ def make_policy(activation: str = "elu", output: str = "clamp") -> MLPPolicy:
     torch.manual_seed(0)
     p = MLPPolicy(6, 3, [16, 16], activation, output)
     with torch.no_grad():
+        p.mlp.linears[-1].reset_parameters()  # like a trained policy, not the near-zero init
         p.normalizer.mean.copy_(torch.randn(6))
         p.normalizer.var.copy_(torch.rand(6) * 3 + 0.05)
         p.normalizer.count.fill_(1000)

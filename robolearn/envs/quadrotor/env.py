@@ -43,7 +43,7 @@ class QuadrotorCfg(EnvCfg):
     """Number of past actions in the policy observation (the motors lag; the history lets the policy know)."""
     compile: bool = False
     """torch.compile the physics step (worth it for large num_envs)."""
-    init_pos: float = 0.5
+    init_pos: float = 0.2
     """Initial position error: uniform in a cube of this half-width [m]."""
     init_at_goal: float = 0.1
     """Fraction of episodes that start at rest at the goal ("guidance" in Learning to Fly): they teach holding it."""
@@ -53,15 +53,15 @@ class QuadrotorCfg(EnvCfg):
     """Initial linear velocity: uniform per axis in ± this [m/s]."""
     init_ang_vel: float = 1.0
     """Initial angular velocity: uniform per axis in ± this [rad/s]."""
-    max_pos_error: float = 1.5
+    max_pos_error: float = 1.0
     """Crash (terminate) when farther than this from the goal/reference [m]."""
     max_ang_vel: float = 35.0
     """Crash when the angular speed exceeds the gyro range (2000 deg/s) [rad/s]."""
     randomize: dict[str, float] = field(
-        default_factory=lambda: {"mass": 0.05, "inertia": 0.1, "thrust": 0.05, "torque": 0.1, "motor_tau": 0.2}
+        default_factory=lambda: {"mass": 0.02, "inertia": 0.05, "thrust": 0.02, "torque": 0.05, "motor_tau": 0.1}
     )
     """Relative ranges of per-episode parameter randomization: nominal × U(1 - r, 1 + r)."""
-    disturbance_force: float = 0.01
+    disturbance_force: float = 0.003
     """Constant external force per episode, uniform in a ball of this radius [N] (weight is ~0.27 N)."""
     obs_noise: dict[str, float] = field(
         default_factory=lambda: {"pos": 0.001, "rot": 0.001, "lin_vel": 0.002, "ang_vel": 0.01}
@@ -71,25 +71,26 @@ class QuadrotorCfg(EnvCfg):
     """ctbr: body-rate setpoint at |action| = 1 [rad/s]."""
     rate_gain: tuple[float, float, float] = (20.0, 20.0, 10.0)
     """ctbr: proportional gain of the onboard body-rate controller [1/s]."""
+    reward_scales: dict[str, float] = field(
+        default_factory=lambda: {
+            "position": -20.0,
+            "orientation": -1.0,
+            "lin_vel": -1.0,
+            "ang_vel": -0.05,
+            "action": -0.5,
+            "alive": 5.0,
+            "crash": -10.0,
+        }
+    )
+    """Reward term weights per second: position ‖e_p‖², orientation 1 − q_w², velocities ‖·‖², action ‖a‖²
+    (a = 0 is hover), alive 1 while flying, crash 1 once (its scale is the one-off penalty)."""
     success_radius: float = 0.05
     """An episode succeeds when it ends within this distance of the goal/reference without crashing [m]."""
 
 
 @dataclass(kw_only=True)
 class HoverCfg(QuadrotorCfg):
-    """Fly to the goal from a random state and hold it."""
-
-    reward_scales: dict[str, float] = field(
-        default_factory=lambda: {
-            "position": -10.0,
-            "orientation": -2.5,
-            "lin_vel": -0.05,
-            "ang_vel": -0.05,
-            "action": -0.1,
-            "alive": 10.0,
-            "crash": -1000.0,
-        }
-    )
+    """Fly to the goal from a random state and hold it (all defaults of QuadrotorCfg)."""
 
 
 @dataclass(kw_only=True)
@@ -105,17 +106,6 @@ class TrackCfg(QuadrotorCfg):
     """Figure-eight half-width along x [m] (half of that along y)."""
     period_s: float = 6.0
     """Time for one full figure-eight [s]."""
-    reward_scales: dict[str, float] = field(
-        default_factory=lambda: {
-            "position": -10.0,
-            "orientation": -2.5,
-            "lin_vel": -0.5,
-            "ang_vel": -0.05,
-            "action": -0.1,
-            "alive": 10.0,
-            "crash": -1000.0,
-        }
-    )
 
 
 class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
