@@ -82,8 +82,11 @@ class QuadrotorCfg(EnvCfg):
             "crash": -10.0,
         }
     )
-    """Reward term weights per second: position ‖e_p‖², orientation 1 − q_w², velocities ‖·‖², action ‖a‖²
-    (a = 0 is hover), alive 1 while flying, crash 1 once (its scale is the one-off penalty)."""
+    """Reward term weights per second: position ‖e_p‖², proximity 1 − tanh(‖e_p‖ / proximity_length),
+    orientation 1 − q_w², velocities ‖·‖², action ‖a‖² (a = 0 is hover), alive 1 while flying, crash 1 once
+    (its scale is the one-off penalty)."""
+    proximity_length: float = 0.3
+    """Length scale [m] of the bounded "proximity" reward 1 − tanh(‖e_p‖ / length)."""
     success_radius: float = 0.05
     """An episode succeeds when it ends within this distance of the goal/reference without crashing [m]."""
 
@@ -143,7 +146,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
     @classmethod
     def reward_term_names(cls) -> list[str]:
         """Named reward terms (see `_reward_terms`)."""
-        return ["position", "orientation", "lin_vel", "ang_vel", "action", "alive", "crash"]
+        return ["position", "proximity", "orientation", "lin_vel", "ang_vel", "action", "alive", "crash"]
 
     @classmethod
     def policy_terms(cls, cfg: QuadrotorCfg) -> tuple[ObsTerm, ...]:
@@ -254,6 +257,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         self.sq_err_sum += pos_sq
         return {
             "position": pos_sq,
+            "proximity": 1 - torch.tanh(pos_sq.sqrt() / self.cfg.proximity_length),
             "orientation": 1 - s.quat[:, 0].square(),
             "lin_vel": (s.lin_vel - self.goal_vel).square().sum(-1),
             "ang_vel": s.ang_vel.square().sum(-1),
