@@ -13,11 +13,13 @@ from pathlib import Path
 
 import torch
 
+from robolearn.core.errors import RobolearnError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the `eval` command."""
     p = sub.add_parser("eval", help="evaluate a run or an exported artifact", description=__doc__)
-    p.add_argument("path", help="run directory or artifact directory")
+    p.add_argument("path", help="run directory, artifact directory, or expert:TASK (the task's scripted expert)")
     p.add_argument("--episodes", type=int, default=1000, help="random-start episodes (run in parallel)")
     p.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
     p.add_argument("--out", help="where to write eval.json, flight.png, flight.mp4 (default: next to the input)")
@@ -33,7 +35,18 @@ def run(args: argparse.Namespace) -> int:
     from robolearn.learners.runner import load_policy, load_run_cfg
 
     path = Path(args.path)
-    if (path / "manifest.json").exists():
+    expert_task = args.path.split(":", 1)[1] if args.path.startswith("expert:") else None
+    if expert_task is not None:
+        task, env_cfg = expert_task, registry.cfg_class(expert_task)()
+        env = registry.make(task, dataclasses.replace(env_cfg, num_envs=args.episodes), seed=args.seed)
+        if not hasattr(env, "expert_action"):
+            raise RobolearnError(f"task '{task}' has no scripted expert")
+
+        def policy(obs: dict) -> torch.Tensor:
+            return env.expert_action(obs)
+
+        label, out = "scripted expert", Path(args.out or f"runs/expert-{task}-eval")
+    elif (path / "manifest.json").exists():
         from robolearn.export.runtime import PolicyRuntime
 
         runtime = PolicyRuntime.load(path, backend=args.backend)
@@ -50,15 +63,17 @@ def run(args: argparse.Namespace) -> int:
             return actor(obs["policy"])
 
         label, out = f"{path.name} ({ckpt.name})", Path(args.out or path / "eval")
-    env = registry.make(cfg.task, dataclasses.replace(cfg.env, num_envs=args.episodes), seed=args.seed)
+    if expert_task is None:
+        task = cfg.task
+        env = registry.make(task, dataclasses.replace(cfg.env, num_envs=args.episodes), seed=args.seed)
     record = min(4, args.episodes) if hasattr(env, "viz_state") else 0
     result = evaluate_policy(env, policy, record=record, record_fn=getattr(env, "viz_state", None))
     metrics, traj = result if record else (result, None)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"task": cfg.task, "source": str(path), "episodes": args.episodes, "seed": args.seed, **metrics}
+    report = {"task": task, "source": str(path), "episodes": args.episodes, "seed": args.seed, **metrics}
     files = {"report": out / "eval.json"}
     if traj is not None:
-        files.update(_visualize(traj, out, f"{cfg.task} — {label}", plot=not args.no_plot, video=not args.no_video))
+        files.update(_visualize(traj, out, f"{task} — {label}", plot=not args.no_plot, video=not args.no_video))
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     for k in ("success", "pos_error_rms", "final_pos_error", "crash"):
         if k in metrics:
@@ -87,5 +102,5 @@ def _visualize(traj: dict[str, torch.Tensor], out: Path, title: str, plot: bool,
         from robolearn.eval.video import render_flight_video
 
         files["video"] = render_flight_video(t, pos.transpose(1, 0, 2), quat.transpose(1, 0, 2), out / "flight.mp4",
-                                             ref=ref[:, 0], title=title)
+                                             ref=ref[:, 0], title=title.split(" — ")[0])
     return files

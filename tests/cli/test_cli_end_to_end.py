@@ -66,3 +66,11 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--task", "quadrotor-hover", "--learner", "ppo", "--env.bogus", "1"])
     assert main(["eval", str(tmp_path / "nothing")]) == 2
+
+
+def test_eval_scripted_expert(tmp_path):
+    assert main(["eval", "expert:quadrotor-hover", "--episodes", "8", "--no-video", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["task"] == "quadrotor-hover" and report["episodes"] == 8
+    assert (tmp_path / "flight.png").exists()
+    assert main(["eval", "expert:quadrotor-hovr", "--episodes", "8"]) == 2

@@ -312,6 +312,14 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         self.action_hist[env_ids] = self.hover_action
         self.rpm_cmd[env_ids] = p.hover_rpm
 
+    def expert_action(self, obs: Obs) -> Tensor:
+        """The scripted expert (cascaded PD on the policy observation), for `rpm` mode."""
+        from robolearn.envs.quadrotor.expert import pd_rpm_action
+
+        if self.cfg.action_mode != "rpm":
+            raise ValueError(f"{self.spec.name}: the scripted expert commands motors; set action_mode: rpm")
+        return pd_rpm_action(obs["policy"], self.params)
+
     def viz_state(self) -> dict[str, Tensor]:
         """What plots and videos show: position, attitude, goal/reference and the last action."""
         return {"pos": self.sim.pos, "quat": self.sim.quat, "goal": self.goal, "action": self.action}
