@@ -51,6 +51,8 @@ class PPOCfg:
     """Critic hidden layer widths (training only)."""
     activation: str = "tanh"
     """Hidden activation of both networks."""
+    normalize_obs: bool = True
+    """Running mean/std normalization of observations (saved in the actor); False keeps raw physical units."""
 
 
 class PPO:
@@ -64,6 +66,8 @@ class PPO:
         self.actor = MLPPolicy(dims["policy"], a_dim, cfg.actor_hidden, cfg.activation, output="clamp").to(dev)
         self.log_std = nn.Parameter(torch.full((a_dim,), float(torch.tensor(cfg.init_std).log()), device=dev))
         self.critic_norm = EmpiricalNormalizer(dims["critic"]).to(dev)
+        if not cfg.normalize_obs:  # identity normalization: statistics are never updated
+            self.actor.normalizer.until = self.critic_norm.until = 0
         self.critic = MLP(dims["critic"], cfg.critic_hidden, 1, cfg.activation).to(dev)
         self.optimizer = torch.optim.Adam(
             [*self.actor.parameters(), self.log_std, *self.critic.parameters()], lr=cfg.lr
