@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from robolearn.envs.quadrotor.env import rpm_for_thrust
 from robolearn.sim.quadrotor import QuadrotorParams
 
 
@@ -55,6 +56,5 @@ def pd_rpm_action(policy_obs: Tensor, p: QuadrotorParams, gains: PDGains | None 
     # solve Σf = T, Σ y_i f_i = τx, −Σ x_i f_i = τy, Σ d_i k f_i = τz for the four rotor thrusts
     mixer = torch.stack((torch.ones(4, device=pos.device), pos[:, 1], -pos[:, 0], dirs * p.torque_coef))
     f = torch.linalg.solve(mixer, torch.cat((thrust.unsqueeze(-1), tau), -1).T).T
-    c0, c1, c2 = p.thrust_poly
-    rpm = (-c1 + (c1 * c1 - 4 * c2 * (c0 - f.clamp_min(0.0))).clamp_min(0.0).sqrt()) / (2 * c2)
+    rpm = rpm_for_thrust(p, f.clamp_min(0.0))
     return ((rpm - p.hover_rpm) / (p.rpm_max - p.hover_rpm)).clamp(-1.0, 1.0)
