@@ -45,6 +45,9 @@ class EnvCfg:
     """Time limit [s]; reaching it truncates (not terminates) the episode."""
     reward_scales: dict[str, float] = field(default_factory=dict)
     """Weight of each named reward term (per second of simulated time)."""
+    nonnegative_reward: bool = False
+    """Clip the per-step sum of the non-termination terms at 0 (as Learning to Fly does), so that when costs
+    exceed the termination penalty an agent cannot gain by ending the episode early."""
 
     @property
     def step_dt(self) -> float:
@@ -68,6 +71,8 @@ class BatchedEnv(Generic[CfgT]):
     """Base class of all tasks; see the module docstring for the hooks."""
 
     spec: TaskSpec
+    termination_terms: tuple[str, ...] = ()
+    """Reward terms that fire once at termination (kept out of the `nonnegative_reward` clip)."""
 
     def __init__(self, cfg: CfgT, seed: int = 0) -> None:
         self.cfg = cfg
@@ -135,11 +140,19 @@ class BatchedEnv(Generic[CfgT]):
 
         terms = self._reward_terms()
         reward = torch.zeros(self.num_envs, device=self.device)
+        penalty = torch.zeros(self.num_envs, device=self.device)
         scales = self.cfg.reward_scales
         for name, value in terms.items():
             r = value * (scales.get(name, 0.0) * self.step_dt)
             self.episode_sums[name] += r
-            reward += r
+            if name in self.termination_terms:
+                penalty += r
+            else:
+                reward += r
+        if self.cfg.nonnegative_reward:
+            # ending an episode early must never pay: running reward ≥ 0, termination terms on top
+            reward = reward.clamp_min(0.0)
+        reward += penalty
         terminated = self._terminated()
         truncated = (self.episode_length >= self.cfg.max_episode_steps) & ~terminated
         obs = self._observe()

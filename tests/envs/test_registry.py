@@ -99,3 +99,16 @@ def test_same_seed_same_rollout_and_cpu_determinism():
     a = small("quadrotor-hover")
     b = small("quadrotor-hover")
     assert torch.equal(a.reset()["critic"], b.reset()["critic"])
+
+
+def test_nonnegative_reward_clips_running_costs_but_keeps_the_termination_penalty():
+    scales = {"position": -1e6, "crash": -10.0}
+    clipped = small("quadrotor-hover", reward_scales=scales, nonnegative_reward=True)
+    raw = small("quadrotor-hover", reward_scales=scales)
+    clipped.reset(), raw.reset()
+    a = torch.zeros(8, 4)
+    for _ in range(60):
+        rc, rr = clipped.step(a), raw.step(a)
+        assert (rr.reward < 0).all()  # the position cost dominates without the clip
+        expected = torch.where(rc.terminated, torch.tensor(-10.0), torch.tensor(0.0))
+        assert torch.allclose(rc.reward, expected)

@@ -116,6 +116,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
 
     task_name = "quadrotor"
     description = ""
+    termination_terms = ("crash",)
 
     def __init__(self, cfg: QuadrotorCfg, seed: int = 0) -> None:
         self.params: QuadrotorParams = load_crazyflie21()
