@@ -34,17 +34,11 @@ _ROTOR_SEGMENTS = 18
 
 def quat_to_rotmat_np(q: np.ndarray) -> np.ndarray:
     """Rotation matrices (..., 3, 3), body to world, from quaternions (..., 4) in (w, x, y, z) order."""
-    q = q / np.clip(np.linalg.norm(q, axis=-1, keepdims=True), 1e-12, None)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    xx, yy, zz, xy, xz, yz, wx, wy, wz = x * x, y * y, z * z, x * y, x * z, y * z, w * x, w * y, w * z
-    return np.stack(
-        (
-            1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy),
-            2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx),
-            2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy),
-        ),
-        -1,
-    ).reshape(*q.shape[:-1], 3, 3)  # fmt: skip
+    import torch
+
+    from robolearn.core.math import quat_normalize, quat_to_rotmat
+
+    return quat_to_rotmat(quat_normalize(torch.as_tensor(q, dtype=torch.float64))).numpy()
 
 
 def _nice_step(span: float, lines: int = 8) -> float:

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from robolearn.core.env import BatchedEnv
+from robolearn.data.replay import ReplayBuffer
+from robolearn.data.store import Feature
 from robolearn.learners.common import RewardCurriculum, merge_episode_logs
 from robolearn.networks import MLP, EmpiricalNormalizer, MLPPolicy
 
@@ -79,21 +81,24 @@ class TD3:
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr)
-        cap = cfg.buffer_size
-        self.buffer = {
-            "policy": torch.zeros(cap, dims["policy"], device=dev),
-            "critic": torch.zeros(cap, dims["critic"], device=dev),
-            "action": torch.zeros(cap, a_dim, device=dev),
-            "reward": torch.zeros(cap, device=dev),
-            "next_policy": torch.zeros(cap, dims["policy"], device=dev),
-            "next_critic": torch.zeros(cap, dims["critic"], device=dev),
-            "terminated": torch.zeros(cap, device=dev),
-        }
-        self.ptr, self.size = 0, 0
+        shapes = {"policy": (dims["policy"],), "critic": (dims["critic"],), "action": (a_dim,), "reward": (),
+                  "next_policy": (dims["policy"],), "next_critic": (dims["critic"],), "terminated": ()}
+        self.replay = ReplayBuffer(cfg.buffer_size, {k: Feature(v) for k, v in shapes.items()}, device=dev)
+        self.buffer = self.replay.data
         self.curriculum = RewardCurriculum(env, cfg.curriculum, cfg.curriculum_steps) if cfg.curriculum else None
         self.obs = env.reset()
         self.env_steps = 0
         self.num_updates = 0
+
+    @property
+    def size(self) -> int:
+        """Transitions in the replay buffer."""
+        return self.replay.size
+
+    @property
+    def ptr(self) -> int:
+        """Next replay slot to write."""
+        return self.replay.ptr
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -117,15 +122,11 @@ class TD3:
 
     @torch.no_grad()
     def store(self, obs: dict, action: Tensor, reward: Tensor, next_obs: dict, terminated: Tensor) -> None:
-        """Append N transitions to the ring buffer; `next_obs` is the pre-reset observation (final_obs)."""
-        n, cap = action.shape[0], self.cfg.buffer_size
-        idx = (self.ptr + torch.arange(n, device=action.device)) % cap
-        b = self.buffer
-        b["policy"][idx], b["critic"][idx], b["action"][idx] = obs["policy"], obs["critic"], action
-        b["reward"][idx], b["terminated"][idx] = reward, terminated.float()
-        b["next_policy"][idx], b["next_critic"][idx] = next_obs["policy"], next_obs["critic"]
-        self.ptr = (self.ptr + n) % cap
-        self.size = min(self.size + n, cap)
+        """Append N transitions to the replay buffer; `next_obs` is the pre-reset observation (final_obs)."""
+        self.replay.add({
+            "policy": obs["policy"], "critic": obs["critic"], "action": action, "reward": reward,
+            "next_policy": next_obs["policy"], "next_critic": next_obs["critic"], "terminated": terminated.float(),
+        })
 
     @torch.no_grad()
     def td_target(self, reward: Tensor, next_policy: Tensor, next_critic: Tensor, terminated: Tensor) -> Tensor:
@@ -140,10 +141,10 @@ class TD3:
 
     def update(self) -> dict[str, float]:
         """One critic step, and every `policy_delay` steps one actor step and a target update."""
-        cfg, b = self.cfg, self.buffer
-        idx = torch.randint(0, self.size, (cfg.batch_size,), device=b["reward"].device)
-        y = self.td_target(b["reward"][idx], b["next_policy"][idx], b["next_critic"][idx], b["terminated"][idx])
-        q1, q2 = self.q(self.critics, b["critic"][idx], b["action"][idx])
+        cfg = self.cfg
+        b = self.replay.sample(cfg.batch_size)
+        y = self.td_target(b["reward"], b["next_policy"], b["next_critic"], b["terminated"])
+        q1, q2 = self.q(self.critics, b["critic"], b["action"])
         critic_loss = (q1 - y).square().mean() + (q2 - y).square().mean()
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -152,7 +153,7 @@ class TD3:
         logs = {"loss/critic": critic_loss.item(), "q": q1.mean().item()}
         if self.num_updates % cfg.policy_delay == 0:
             # actor: maximize Q1(s, π(o))
-            actor_loss = -self.q(self.critics, b["critic"][idx], self.actor(b["policy"][idx]))[0].mean()
+            actor_loss = -self.q(self.critics, b["critic"], self.actor(b["policy"]))[0].mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
@@ -215,7 +216,7 @@ class TD3:
         self.critic_norm.load_state_dict(state["critic_norm"])
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
-        self.ptr, self.size = int(state["ptr"]), int(state["size"])
+        self.replay.ptr, self.replay.size = int(state["ptr"]), int(state["size"])
         for k, v in state["buffer"].items():
             self.buffer[k][: self.size] = v.to(self.buffer[k].device)
         self.env_steps, self.num_updates = int(state["env_steps"]), int(state["num_updates"])
