@@ -10,7 +10,12 @@ A task subclasses `BatchedEnv` and fills in small hooks, in the style of Isaac L
     _reset_idx(env_ids)        re-initialize those envs (sample new states, goals, parameters)
 
 `step` validates the action, runs the hooks, sums rewards, tracks episode sums per reward term,
-auto-resets finished envs and returns the observation after reset. The observation *before* reset
+auto-resets finished envs and returns the observation after reset.
+
+Tasks whose hooks are written in differentiable torch set `differentiable = True`; then `step_grad` keeps the
+autograd graph from the action through the physics to observations and rewards (for analytic-gradient learners
+such as SHAC). It does not auto-reset: finished envs are marked pending and keep stepping (the learner masks them)
+until `reset_pending()`, which the learner calls after its backward pass and `detach_()`. The observation *before* reset
 is in `info["final_obs"]` so off-policy learners can bootstrap truncated episodes correctly. Finished
 episodes report per-env metrics in `info["episode"]` ({"env_ids": (K,), name: (K,)}) and their means in
 `info["log"]` ({"episode/<name>": float}).
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor
@@ -73,6 +78,8 @@ class BatchedEnv(Generic[CfgT]):
     spec: TaskSpec
     termination_terms: tuple[str, ...] = ()
     """Reward terms that fire once at termination (kept out of the `nonnegative_reward` clip)."""
+    differentiable: ClassVar[bool] = False
+    """Whether the hooks are differentiable torch code, so that `step_grad` can keep the graph."""
 
     def __init__(self, cfg: CfgT, seed: int = 0) -> None:
         self.cfg = cfg
@@ -91,6 +98,7 @@ class BatchedEnv(Generic[CfgT]):
         self.episode_length = torch.zeros(n, dtype=torch.long, device=dev)
         self.episode_sums = {k: torch.zeros(n, device=dev) for k in self.reward_term_names()}
         self.action = torch.zeros(n, self.spec.action.dim, device=dev)
+        self.pending = torch.zeros(n, dtype=torch.bool, device=dev)  # finished in `step_grad`, not yet reset
 
     # ---- hooks -------------------------------------------------------------------------------
     @classmethod
@@ -131,7 +139,50 @@ class BatchedEnv(Generic[CfgT]):
 
     def step(self, action: Tensor) -> StepResult:
         """Advance every env by one policy step; finished envs are reset before returning."""
-        action = self._check_action(action)
+        reward, terminated, truncated, obs = self._advance(self._check_action(action))
+        info: dict[str, Any] = {"final_obs": obs}
+        done = terminated | truncated
+        done_ids = done.nonzero(as_tuple=False).squeeze(-1)
+        if done_ids.numel() > 0:
+            info.update(self._finish(done_ids, terminated))
+            self._reset_bookkeeping(done_ids)
+            self._reset_idx(done_ids)
+            fresh = self._observe()
+            obs = {k: torch.where(done.view(-1, *[1] * (v.dim() - 1)), fresh[k], v) for k, v in obs.items()}
+        return StepResult(obs, reward, terminated, truncated, info)
+
+    def step_grad(self, action: Tensor) -> StepResult:
+        """`step` keeping the autograd graph from `action` to obs and reward, without auto-reset.
+
+        Envs that finish are reported once (`info["episode"]`, metrics at that moment) and marked `pending`;
+        they keep stepping until `reset_pending()`. Their later terminated/truncated flags are not reported again.
+        """
+        if not self.differentiable:
+            raise RobolearnError(f"{self.spec.name}: the task is not differentiable (no step_grad); use ppo or td3")
+        reward, terminated, truncated, obs = self._advance(self._check_action(action, detach=False))
+        terminated, truncated = terminated & ~self.pending, truncated & ~self.pending
+        info: dict[str, Any] = {}
+        done_ids = (terminated | truncated).nonzero(as_tuple=False).squeeze(-1)
+        if done_ids.numel() > 0:
+            info.update(self._finish(done_ids, terminated))
+            self.pending[done_ids] = True
+        return StepResult(obs, reward, terminated, truncated, info)
+
+    def reset_pending(self) -> Obs:
+        """Reset the envs that finished during `step_grad`; returns the current observation of all envs."""
+        ids = self.pending.nonzero(as_tuple=False).squeeze(-1)
+        if ids.numel() > 0:
+            self._reset_bookkeeping(ids)
+            self._reset_idx(ids)
+            self.pending[ids] = False
+        return self._observe()
+
+    def detach_(self) -> None:
+        """Cut the autograd graph: every tensor the env (and its simulator) holds is replaced by a detached one."""
+        _detach_tensors(self, depth=3)
+
+    def _advance(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Obs]:
+        """Apply the action, step the physics and sum the reward terms: (reward, terminated, truncated, obs)."""
         self.action = action
         self._apply_action(action)
         for _ in range(self.cfg.decimation):
@@ -144,40 +195,33 @@ class BatchedEnv(Generic[CfgT]):
         scales = self.cfg.reward_scales
         for name, value in terms.items():
             r = value * (scales.get(name, 0.0) * self.step_dt)
-            self.episode_sums[name] += r
+            self.episode_sums[name] += r.detach()
             if name in self.termination_terms:
-                penalty += r
+                penalty = penalty + r
             else:
-                reward += r
+                reward = reward + r
         if self.cfg.nonnegative_reward:
             # ending an episode early must never pay: running reward ≥ 0, termination terms on top
             reward = reward.clamp_min(0.0)
-        reward += penalty
+        reward = reward + penalty
         terminated = self._terminated()
         truncated = (self.episode_length >= self.cfg.max_episode_steps) & ~terminated
-        obs = self._observe()
-        info: dict[str, Any] = {"final_obs": obs}
+        return reward, terminated, truncated, self._observe()
 
-        done = terminated | truncated
-        done_ids = done.nonzero(as_tuple=False).squeeze(-1)
-        if done_ids.numel() > 0:
-            metrics = self._episode_metrics(done_ids, terminated)
-            info["episode"] = {"env_ids": done_ids, **metrics}
-            info["log"] = {f"episode/{k}": float(v.nanmean()) for k, v in metrics.items()}
-            info["log"]["episode/count"] = float(done_ids.numel())
-            self._reset_bookkeeping(done_ids)
-            self._reset_idx(done_ids)
-            fresh = self._observe()
-            obs = {k: torch.where(done.view(-1, *[1] * (v.dim() - 1)), fresh[k], v) for k, v in obs.items()}
-        return StepResult(obs, reward, terminated, truncated, info)
+    def _finish(self, done_ids: Tensor, terminated: Tensor) -> dict[str, Any]:
+        """`info` entries for the envs in `done_ids` that just finished."""
+        metrics = {k: v.detach() for k, v in self._episode_metrics(done_ids, terminated).items()}
+        log = {f"episode/{k}": float(v.nanmean()) for k, v in metrics.items()}
+        log["episode/count"] = float(done_ids.numel())
+        return {"episode": {"env_ids": done_ids, **metrics}, "log": log}
 
     # ---- helpers -----------------------------------------------------------------------------
-    def _check_action(self, action: Tensor) -> Tensor:
+    def _check_action(self, action: Tensor, detach: bool = True) -> Tensor:
         expected = (self.num_envs, self.spec.action.dim)
         if tuple(action.shape) != expected:
             raise RobolearnError(f"{self.spec.name}: action shape {tuple(action.shape)}, expected {expected}")
-        action = action.detach().to(self.device, torch.float32)
-        finite = torch.isfinite(action).all(-1)
+        action = (action.detach() if detach else action).to(self.device, torch.float32)
+        finite = torch.isfinite(action.detach()).all(-1)
         if not bool(finite.all()):
             bad = (~finite).nonzero().squeeze(-1)[:10].tolist()
             raise NonFiniteActionError(f"{self.spec.name}: non-finite actions from env ids {bad}")
@@ -248,6 +292,20 @@ def _collect_tensors(obj: Any, prefix: str, out: dict[str, Tensor], depth: int) 
             out[key] = value.clone()
         elif depth > 0 and (isinstance(value, dict) or _is_plain_object(value)):
             _collect_tensors(value, key + ".", out, depth - 1)
+
+
+def _detach_tensors(obj: Any, depth: int) -> None:
+    """Replace every graph-carrying tensor reachable through attributes and dicts of `obj` by its detached value."""
+    items = list(obj.items() if isinstance(obj, dict) else vars(obj).items())
+    for name, value in items:
+        if isinstance(value, Tensor):
+            if value.requires_grad:
+                if isinstance(obj, dict):
+                    obj[name] = value.detach()
+                else:
+                    setattr(obj, name, value.detach())
+        elif depth > 0 and (isinstance(value, dict) or _is_plain_object(value)):
+            _detach_tensors(value, depth - 1)
 
 
 def _is_plain_object(value: Any) -> bool:

@@ -9,6 +9,7 @@ from robolearn.core.errors import RobolearnError
 LEARNERS: dict[str, tuple[str, str]] = {
     "ppo": ("robolearn.learners.ppo:PPO", "robolearn.learners.ppo:PPOCfg"),
     "td3": ("robolearn.learners.td3:TD3", "robolearn.learners.td3:TD3Cfg"),
+    "shac": ("robolearn.learners.shac:SHAC", "robolearn.learners.shac:SHACCfg"),
 }
 
 

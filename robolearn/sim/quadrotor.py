@@ -452,9 +452,16 @@ class QuadrotorSim:
         )
 
     def step(self, rpm_cmd: Tensor) -> None:
-        """Advance all envs by `dt` with rotor commands `rpm_cmd` (N, 4) [rev/min] and the current external wrench."""
+        """Advance all envs by `dt` with rotor commands `rpm_cmd` (N, 4) [rev/min] and the current external wrench.
+
+        When `rpm_cmd` or the state carries an autograd graph, the step is differentiable (see `BatchedEnv.step_grad`).
+        """
         u = _inputs(rpm_cmd, self.bp, self._force_ext, self._torque_ext)
-        self._step(self.params, self._state.unbind(-1), u, self.dt)
+        if torch.is_grad_enabled() and (rpm_cmd.requires_grad or self._state.requires_grad):
+            # differentiable: a new state tensor instead of an in-place update, so autograd keeps the history
+            self._state = _pack(_rk4(self.params, self._state.unbind(-1), u, self.dt), self._state)
+        else:
+            self._step(self.params, self._state.unbind(-1), u, self.dt)
 
     @property
     def state(self) -> Tensor:

@@ -12,6 +12,8 @@ SMALL = {
     "ppo": {"num_steps": 4, "num_epochs": 2, "num_minibatches": 2, "actor_hidden": [16], "critic_hidden": [16]},
     "td3": {"buffer_size": 512, "batch_size": 32, "learning_starts": 32, "actor_hidden": [16], "critic_hidden": [16],
             "curriculum": {"action": -0.5}, "curriculum_steps": 200},
+    "shac": {"horizon": 4, "critic_iterations": 2, "actor_hidden": [16], "critic_hidden": [16],
+             "expert_iterations": 2, "critic_warmup": 1},
 }
 
 
@@ -21,7 +23,7 @@ def run_cfg(learner, tmp_path, **kw):
     return load_run_cfg(data, "test")
 
 
-@pytest.mark.parametrize("learner", ["ppo", "td3"])
+@pytest.mark.parametrize("learner", ["ppo", "td3", "shac"])
 def test_smoke_run_changes_parameters_and_keeps_losses_finite(learner, tmp_path):
     trainer = Trainer(run_cfg(learner, tmp_path), quiet=True)
     before = [p.detach().clone() for p in trainer.learner.policy().parameters()]
@@ -34,7 +36,7 @@ def test_smoke_run_changes_parameters_and_keeps_losses_finite(learner, tmp_path)
     assert (trainer.run_dir / "config.yaml").exists() and (trainer.run_dir / "summary.json").exists()
 
 
-@pytest.mark.parametrize("learner", ["ppo", "td3"])
+@pytest.mark.parametrize("learner", ["ppo", "td3", "shac"])
 def test_resume_after_kill_equals_uninterrupted_run(learner, tmp_path):
     full = Trainer(run_cfg(learner, tmp_path / "a"), quiet=True)
     full.train()

@@ -117,6 +117,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
     task_name = "quadrotor"
     description = ""
     termination_terms = ("crash",)
+    differentiable = True
 
     def __init__(self, cfg: QuadrotorCfg, seed: int = 0) -> None:
         self.params: QuadrotorParams = load_crazyflie21()
@@ -255,7 +256,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         s = self.sim
         self.crashed = crashed = self._crashed()
         pos_sq = (s.pos - self.goal).square().sum(-1)
-        self.sq_err_sum += pos_sq
+        self.sq_err_sum += pos_sq.detach()
         return {
             "position": pos_sq,
             "proximity": 1 - torch.tanh(pos_sq.sqrt() / self.cfg.proximity_length),
