@@ -82,7 +82,8 @@ class SHAC:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, betas=(0.7, 0.95))
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.7, 0.95))
-        self.cloner = ExpertCloner(env, self.actor, cfg.expert_iterations, cfg.horizon) if cfg.expert_iterations else None
+        warm = cfg.expert_iterations > 0
+        self.cloner = ExpertCloner(env, self.actor, cfg.expert_iterations, cfg.horizon) if warm else None
         self.obs = env.reset()
         self.env_steps = 0
         self.iterations = 0
