@@ -9,7 +9,10 @@ Killing collect loses at most the episode in progress; appending to an existing 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+
+import yaml
 
 from robolearn.core.errors import RobolearnError
 
@@ -39,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="browser: address to serve on (0.0.0.0 for a phone)")
     p.add_argument("--port", type=int, default=8765, help="browser: port (0 picks a free one)")
     p.add_argument("--episode-length", type=float, help="override the task's time limit [s]")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="env_set",
+                   help="override a task config field, e.g. --set init_max_angle_deg=10 (YAML value)")
 
 
 def make_device(args: argparse.Namespace) -> object:
@@ -83,6 +88,15 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"num_envs": 1}
     if args.episode_length:
         overrides["episode_length_s"] = args.episode_length
+    for item in args.env_set:
+        field_name, eq, value = item.partition("=")
+        if not eq:
+            raise RobolearnError(f"--set wants FIELD=VALUE, got '{item}'")
+        known = {f.name for f in dataclasses.fields(registry.cfg_class(args.task))}
+        if field_name not in known:
+            raise RobolearnError(f"--set: task '{args.task}' has no config field '{field_name}'; "
+                                 f"known: {', '.join(sorted(known))}")
+        overrides[field_name] = yaml.safe_load(value)
     env = registry.make(args.task, seed=args.seed, **overrides)
     device = make_device(args)
     prov = Provenance(source="teleop" if args.device != "expert" else "sim", task=args.task, robot=env.spec.robot,
