@@ -49,7 +49,7 @@ class BrowserDevice(Device):
         self._lock = threading.Lock()
         self._jpeg: bytes | None = None
         self._status: dict[str, Any] = {}
-        self._clients: set[Any] = set()
+        self._clients: dict[Any, asyncio.Lock] = {}
         self._sending: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -108,11 +108,13 @@ class BrowserDevice(Device):
 
         ws = web.WebSocketResponse(heartbeat=10)
         await ws.prepare(request)
-        self._clients.add(ws)
+        ws_lock = asyncio.Lock()  # one sender at a time per page
+        self._clients[ws] = ws_lock
         try:
-            if self._jpeg is not None:
-                await ws.send_bytes(self._jpeg)
-            await ws.send_str(json.dumps({"type": "status", **self._status}))
+            async with ws_lock:
+                if self._jpeg is not None:
+                    await ws.send_bytes(self._jpeg)
+                await ws.send_str(json.dumps({"type": "status", **self._status}))
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     try:
@@ -120,17 +122,20 @@ class BrowserDevice(Device):
                     except (ValueError, KeyError, TypeError, DeviceError) as e:
                         await ws.send_str(json.dumps({"type": "error", "message": str(e)}))
         finally:
-            self._clients.discard(ws)
+            self._clients.pop(ws, None)
         return ws
 
     async def _broadcast(self, jpeg: bytes | None, status: str) -> None:
-        for ws in list(self._clients):
+        async def send(ws: Any, lock: asyncio.Lock) -> None:
             try:
-                if jpeg is not None:
-                    await ws.send_bytes(jpeg)
-                await ws.send_str(status)
-            except (ConnectionError, RuntimeError):
-                self._clients.discard(ws)
+                async with lock:
+                    if jpeg is not None:
+                        await asyncio.wait_for(ws.send_bytes(jpeg), 5)
+                    await asyncio.wait_for(ws.send_str(status), 5)
+            except (TimeoutError, ConnectionError, RuntimeError):
+                self._clients.pop(ws, None)
+
+        await asyncio.gather(*(send(ws, lock) for ws, lock in list(self._clients.items())))
 
     # ---- decoding (also used directly by tests)
     def handle(self, msg: dict[str, Any]) -> None:
@@ -161,6 +166,11 @@ class BrowserDevice(Device):
                 self._events.append(Event.parse(msg["name"], "browser: "))
             elif kind != "hello":
                 raise DeviceError(f"browser: unknown message type {kind!r}")
+            # key and button presses join the event queue in arrival order (with the page's buttons)
+            for state in (self.keys, self.pad):
+                self._events += [state.mapper.mapping.events[n] for n in state._pressed
+                                 if n in state.mapper.mapping.events]
+                state._pressed.clear()
 
     def poll(self, context: dict[str, Any]) -> DeviceInput:
         """Keyboard + gamepad + tilt command (clipped), and every event since the last poll."""
@@ -181,8 +191,12 @@ class BrowserDevice(Device):
         self._jpeg = jpeg if jpeg is not None else self._jpeg
         self._status = {**status, "command": self._status.get("command", [])}
         busy = self._sending is not None and not self._sending.done()
-        if self._loop is not None and self._clients and not busy:  # a slow page skips frames, never queues them
-            text = json.dumps({"type": "status", **self._status})
+        if self._loop is None or not self._clients:
+            return
+        text = json.dumps({"type": "status", **self._status})
+        if jpeg is None:  # status alone (episode ends): always sent, it is small and rare
+            asyncio.run_coroutine_threadsafe(self._broadcast(None, text), self._loop)
+        elif not busy:  # a slow page skips frames, never queues them
             self._sending = asyncio.run_coroutine_threadsafe(self._broadcast(jpeg, text), self._loop)
 
     @property

@@ -142,6 +142,8 @@ class Collector:
                 st.discarded += 1
                 st.log.append(f"episode discarded ({st.episode_frames} frames, {why})")
             st.recording, st.episode_frames = False, 0
+            if dev.needs_view:
+                dev.show(None, st.status())  # the counters change now, not at the next view frame
 
         try:
             while st.kept < self.episodes and not st.quit and (self.max_steps is None or st.steps < self.max_steps):

@@ -3,6 +3,7 @@
 const $ = (id) => document.getElementById(id);
 let ws = null;
 let frameUrl = null;
+window.framesShown = 0;  // decoded camera frames (the page test waits on it)
 const held = new Set();
 
 function send(msg) {
@@ -97,4 +98,5 @@ $("btn-tilt").addEventListener("click", async () => {
 });
 $("btn-recenter").addEventListener("click", () => { lastTilt = 0; send({ type: "recenter" }); });
 
+$("view").addEventListener("load", () => { window.framesShown += 1; });
 connect();

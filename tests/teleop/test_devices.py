@@ -132,7 +132,7 @@ def test_browser_messages_decode_to_command_and_events():
     assert inp.command[X] == pytest.approx(1.0 - (15 / 30 - 0.05) / 0.95)
     assert inp.command[YAW] == pytest.approx(1.0)  # right stick x = -1, gain -1
     assert inp.command[Y] == pytest.approx(1.0)
-    assert inp.events == [Event.DISCARD, Event.SUCCESS]
+    assert inp.events == [Event.SUCCESS, Event.DISCARD]  # in arrival order
     with pytest.raises(DeviceError, match="unknown event 'oops'"):
         b.handle({"type": "event", "name": "oops"})
     b.handle({"type": "blur"})
