@@ -41,6 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many control steps")
     p.add_argument("--host", default="127.0.0.1", help="browser: address to serve on (0.0.0.0 for a phone)")
     p.add_argument("--port", type=int, default=8765, help="browser: port (0 picks a free one)")
+    p.add_argument("--view", action="store_true",
+                   help="also serve the browser page as live camera view and episode buttons for any device")
     p.add_argument("--episode-length", type=float, help="override the task's time limit [s]")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="env_set",
                    help="override a task config field, e.g. --set init_max_angle_deg=10 (YAML value)")
@@ -99,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
         overrides[field_name] = yaml.safe_load(value)
     env = registry.make(args.task, seed=args.seed, **overrides)
     device = make_device(args)
+    if args.view and args.device != "browser":
+        from robolearn.teleop.browser import BrowserDevice
+        from robolearn.teleop.device import WithView
+
+        device = WithView(device, BrowserDevice(host=args.host, port=args.port))
     prov = Provenance(source="teleop" if args.device != "expert" else "sim", task=args.task, robot=env.spec.robot,
                       device=args.device if args.device != "expert" or not args.noise
                       else f"expert (noise {args.noise:g})", operator=args.operator, note=args.note,
@@ -119,9 +126,9 @@ def run(args: argparse.Namespace) -> int:
             shown[0] = len(st.log)
 
         with device:
-            if args.device == "browser":
+            if args.device == "browser" or args.view:
                 print(f"teleop page: {device.url}  (open it in a browser; phone: --host 0.0.0.0)", file=sys.stderr)
-            elif args.device == "keyboard":
+            if args.device == "keyboard":
                 print("keys: w/s a/d r/f move, q/e yaw, g start, y success, h stop, x discard, t intervene, "
                       "esc quit (teleop/keyboard.yaml)", file=sys.stderr)
             col = Collector(env, device, args.out, episodes=args.episodes, provenance=prov, camera=args.camera,

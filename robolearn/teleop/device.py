@@ -111,3 +111,44 @@ class EventLatch:
         if not down:
             self._down.discard(button)
         return False
+
+
+class WithView(Device):
+    """A device plus the browser page as live view and episode buttons: commands add up, events merge."""
+
+    def __init__(self, primary: Device, viewer: Device) -> None:
+        self.primary, self.viewer = primary, viewer
+        self.name = primary.name
+        self.realtime = primary.realtime
+        self.needs_view = True
+
+    @property
+    def url(self) -> str:
+        """Where the view is served."""
+        return str(getattr(self.viewer, "url", ""))
+
+    def open(self) -> None:
+        """Open both (the primary first: a missing device fails before a server starts)."""
+        self.primary.open()
+        try:
+            self.viewer.open()
+        except BaseException:
+            self.primary.close()
+            raise
+
+    def poll(self, context: dict[str, Any]) -> DeviceInput:
+        """Sum of commands (clipped), events of both, the primary's action if it has one."""
+        a, b = self.primary.poll(context), self.viewer.poll(context)
+        return DeviceInput(command=np.clip(a.command + b.command, -1.0, 1.0).astype(np.float32),
+                           events=a.events + b.events, action=a.action, intervening=a.intervening or b.intervening)
+
+    def show(self, jpeg: bytes | None, status: dict[str, Any]) -> None:
+        """Frames go to the page."""
+        self.viewer.show(jpeg, status)
+
+    def close(self) -> None:
+        """Close both."""
+        try:
+            self.viewer.close()
+        finally:
+            self.primary.close()

@@ -65,10 +65,16 @@ class PygameGamepad(Device):
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
         pg = require("pygame", "teleop")
         pg.init()
-        pg.joystick.init()
-        if pg.joystick.get_count() <= self.index:
+        try:
+            pg.joystick.init()
+            count = pg.joystick.get_count()
+        except pg.error as e:
             pg.quit()
-            raise DeviceError(f"gamepad: no joystick #{self.index} found ({pg.joystick.get_count()} connected); "
+            raise DeviceError(f"gamepad: SDL cannot open joysticks here ({e}); no joystick #{self.index} found; "
+                              "use --device keyboard / browser / expert") from None
+        if count <= self.index:
+            pg.quit()
+            raise DeviceError(f"gamepad: no joystick #{self.index} found ({count} connected); "
                               "plug one in, or use --device keyboard / browser / expert")
         self._pg, self._js = pg, pg.joystick.Joystick(self.index)
         self._js.init()

@@ -8,10 +8,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from robolearn.cli.main import main
 from robolearn.data import EpisodeStore, validate
-from robolearn.envs.registry import make
+from robolearn.envs.registry import TASKS, make
 from robolearn.teleop.collect import STATE_KEY, Collector
 from robolearn.teleop.device import Device, DeviceInput, Event
 from robolearn.teleop.expert import ExpertDevice
@@ -146,3 +147,36 @@ def test_replay_bad_input_is_one_clear_error(tmp_path, capsys):
     assert f"dataset '{p}', key '{STATE_KEY}': has no simulator state" in capsys.readouterr().err
     assert main(["replay", str(p), "--episodes", "4"]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_registered_task_can_be_collected_and_replayed(tmp_path, task):
+    """Registry-wide: a person's commands (through the task's teleop mapping or the fallback) become an episode
+    that validates and replays without divergence."""
+    from robolearn.core.errors import MissingExtraError
+    from robolearn.eval.replay import replay_episode
+
+    try:
+        env = make(task, num_envs=1)
+    except MissingExtraError as e:
+        pytest.skip(str(e))
+    script = [(0.0, [Event.START])] + [(0.3, [])] * 5 + [(0.0, [Event.STOP])]
+    st = Collector(env, ScriptedPerson(script), tmp_path / "t.zarr", episodes=1).run()
+    s = EpisodeStore(tmp_path / "t.zarr")
+    assert st.kept == s.num_episodes == 1 and s.episode_length(0) >= 5 and validate(tmp_path / "t.zarr") == []
+    r = replay_episode(s, 0, make(task, num_envs=1), make(task, num_envs=1))
+    assert r.max_state_error == 0.0
+
+
+def test_view_adds_the_page_to_any_device():
+    pytest.importorskip("aiohttp")
+    from robolearn.teleop.browser import BrowserDevice
+    from robolearn.teleop.device import WithView
+
+    person = ScriptedPerson([(0.5, [Event.START])])
+    page = BrowserDevice(port=0)
+    dev = WithView(person, page)
+    page.handle({"type": "key", "key": "w", "down": True})
+    page.handle({"type": "event", "name": "success"})
+    inp = dev.poll({})
+    assert inp.command[0] == 1.0 and inp.events == [Event.START, Event.SUCCESS] and dev.needs_view

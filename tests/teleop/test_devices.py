@@ -155,3 +155,26 @@ def test_expert_device_produces_the_task_expert_action():
     noisy = ExpertDevice(noise=0.1, seed=1).poll({"env": env, "obs": obs, "recording": True})
     assert noisy.events == [] and not np.allclose(noisy.action, inp.action)
     assert np.all(np.abs(noisy.action) <= 1.0) and len(AXES) == 7 and torch.is_tensor(obs["policy"])
+
+
+def test_missing_gamepad_gives_one_clear_message(monkeypatch):
+    from robolearn.teleop.gamepad import PygameGamepad
+
+    monkeypatch.setenv("SDL_JOYSTICK_DEVICE", "/nonexistent")
+    try:
+        import pygame  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingExtraError, match=r"robolearn\[teleop\]"):
+            PygameGamepad().open()
+        return
+    dev = PygameGamepad(index=99)  # no machine here has 100 joysticks
+    with pytest.raises(DeviceError, match=r"no joystick #99 found"):
+        dev.open()
+
+
+def test_keyboard_outside_a_terminal_says_what_to_use(monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(DeviceError, match="not a terminal.*--device browser"):
+        TerminalKeyboard().open()
