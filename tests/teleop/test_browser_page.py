@@ -71,8 +71,8 @@ def test_page_shows_the_camera_and_sends_keys_and_episode_controls(browser):
         # held keys reach the server as a command; releasing them stops it
         page.keyboard.down("w")
         page.keyboard.down("q")
-        cmd = wait_for(lambda: (c := dev.poll({}).command)[0] > 0 and [c], "key w at the server")[0]
-        assert cmd[0] == 1.0 and cmd[5] == 1.0
+        cmd = wait_for(lambda: (c := dev.poll({}).command)[0] > 0 and c[5] > 0 and [c], "keys w and q at the server")[0]
+        assert cmd[0] == 1.0 and cmd[5] == 1.0  # forward and yaw, at full scale
         page.keyboard.up("w")
         page.keyboard.up("q")
         wait_for(lambda: not dev.poll({}).command.any(), "key release at the server")
