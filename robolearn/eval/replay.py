@@ -4,7 +4,8 @@ Each episode starts from its recorded initial state; the report says how far the
 the recorded one.
 
 Open-loop replay needs the `sim.state` feature that `robolearn collect` records (env 0's full state before each
-action, `robolearn.teleop.adapter.get_state`). Divergence per episode: the largest absolute difference of any
+action, `robolearn.teleop.adapter.get_state`); where a device command changed task state during collection
+(the quadrotor-hover goal), the recorded `teleop.command` is applied again at the same step. Divergence per episode: the largest absolute difference of any
 state entry over the episode, and, for tasks with `viz_state()["pos"]`, the position difference in metres.
 Policy evaluation: open-loop action error (policy on the recorded observations vs. the recorded actions) and a
 closed-loop rollout from each recorded initial state (the task's success metric).
@@ -78,18 +79,17 @@ def replay_episode(store: EpisodeStore, episode: int, env: BatchedEnv, shadow: B
     layout = adapter.state_layout(env)
     _check_state(store, env, layout)
     keys = [STATE_KEY, "action"] + ([CAMERA_KEY] if frames is not None and CAMERA_KEY in store.features else [])
+    keys += ["teleop.command"] if "teleop.command" in store.features else []
     d = store.read_episode(episode, keys)
     states, actions = d[STATE_KEY], d["action"]
+    commands = d.get("teleop.command")
     env.reset()
     adapter.set_state(env, layout, states[0])
     max_err, pos_errs, resim, rec = 0.0, [], [], []
     for t in range(len(actions)):
-        if frames is not None:
-            adapter.set_state(shadow, layout, states[t])
-            left = d[CAMERA_KEY][t] if CAMERA_KEY in d else adapter.camera_frame(shadow)
-            right = adapter.camera_frame(env, (left.shape[1], left.shape[0]))
-            frames.append((left, right))
         if t > 0:
+            if commands is not None:  # what the device did to task state (a moved goal) happens again
+                adapter.apply_command_state(env, commands[t])  # recorded states are taken after it
             err = np.abs(adapter.get_state(env, layout) - states[t])
             max_err = max(max_err, float(np.nanmax(err)))
             p = _pos(env)
@@ -99,6 +99,11 @@ def replay_episode(store: EpisodeStore, episode: int, env: BatchedEnv, shadow: B
                 resim.append(p)
                 rec.append(q)
                 pos_errs.append(float(np.linalg.norm(p - q)))
+        if frames is not None:
+            adapter.set_state(shadow, layout, states[t])
+            left = d[CAMERA_KEY][t] if CAMERA_KEY in d else adapter.camera_frame(shadow)
+            right = adapter.camera_frame(env, (left.shape[1], left.shape[0]))
+            frames.append((left, right))
         env.step(torch.as_tensor(actions[t], device=env.device).reshape(1, -1))
     return ReplayResult(episode, len(actions), max_err, max(pos_errs) if pos_errs else None,
                         pos_errs[-1] if pos_errs else None,

@@ -1,9 +1,9 @@
 """What collection needs from any registered task, with fallbacks for tasks that offer less.
 
 - `command_to_action`: a task may define `teleop_action(obs, command) -> action` (e.g. an end-effector delta for
-  an arm). The quadrotor tasks are flown through their scripted expert: the command moves the setpoint the
-  expert holds (a person cannot fly four motor commands directly). Any other task gets the command's first
-  entries as its normalized action.
+  an arm), or have an entry in `ADAPTERS`. The quadrotor tasks are flown through their scripted expert: the
+  command moves the goal (hover) or the setpoint (track) the expert holds (a person cannot fly four motor
+  commands directly). Any other task gets the command's first entries as its normalized action.
 - `get_state` / `set_state`: env 0's simulator state as one float64 vector (every per-env tensor of
   `state_dict()`), recorded per frame so replay can start from the recorded initial state.
 - `camera_frame`: the task's `render()` camera image when it offers one, else a drawing of `viz_state()`.
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,24 +22,72 @@ from robolearn.core.env import BatchedEnv
 from robolearn.core.types import Obs
 
 QUAD_SETPOINT_M = 0.5
-"""Quadrotor teleop: a full command moves the held setpoint this far from the drone [m]."""
+"""Quadrotor teleop: a full command puts the setpoint this far from the drone [m] (track) or moves the goal at
+this speed [m/s], keeping it within this distance of the drone (hover)."""
 
 
-def command_to_action(env: BatchedEnv, obs: Obs, command: np.ndarray) -> torch.Tensor:
-    """The task action (1, A) for a device command (7,) in [-1, 1]."""
-    cmd = torch.as_tensor(np.asarray(command, np.float32), device=env.device).reshape(1, -1)
+def _quad_hover_state(env: Any, cmd: torch.Tensor) -> None:
+    """quadrotor-hover: the person moves the goal (kept within reach of the drone); the expert flies to it.
+
+    The goal is task state, so the recorded observation (taken after the move) sees it, and replay re-applies the
+    recorded commands. A zero command changes nothing (expert-driven frames replay as recorded).
+    """
+    move = cmd[:, 0:3]
+    if not bool(move.any()):
+        return
+    pos = env.sim.pos
+    offset = (env.goal + QUAD_SETPOINT_M * env.step_dt * move - pos).clamp(-QUAD_SETPOINT_M, QUAD_SETPOINT_M)
+    env.goal[:] = pos + offset
+
+
+def _quad_expert(env: Any, obs: Obs, cmd: torch.Tensor) -> torch.Tensor:
+    return env.expert_action(obs)
+
+
+def _quad_setpoint(env: Any, obs: Obs, cmd: torch.Tensor) -> torch.Tensor:
+    """quadrotor-track (the reference moves by itself): the command offsets the setpoint the expert holds."""
+    shifted = obs["policy"].clone()
+    shifted[:, 0:3] = shifted[:, 0:3] - QUAD_SETPOINT_M * cmd[:, 0:3]
+    return env.expert_action({**obs, "policy": shifted})
+
+
+StateHook = Callable[[Any, torch.Tensor], None]
+ActionHook = Callable[[Any, Obs, torch.Tensor], torch.Tensor]
+ADAPTERS: dict[str, tuple[StateHook | None, ActionHook]] = {
+    "quadrotor-hover": (_quad_hover_state, _quad_expert),
+    "quadrotor-track": (None, _quad_setpoint),
+}
+"""Task name -> (state hook applied before observing, action hook), for tasks without `teleop_action`."""
+
+
+def _cmd(env: BatchedEnv, command: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(command, np.float32), device=env.device).reshape(1, -1)
+
+
+def apply_command_state(env: BatchedEnv, command: np.ndarray) -> bool:
+    """Apply the task-state part of a command (e.g. a moved goal); True when the task has one."""
+    hook = ADAPTERS.get(env.spec.name, (None, None))[0]
+    if hook is None or hasattr(env, "teleop_action"):
+        return False
+    hook(env, _cmd(env, command))
+    return True
+
+
+def command_to_action(env: BatchedEnv, obs: Obs, command: np.ndarray) -> tuple[torch.Tensor, Obs]:
+    """The task action (1, A) for a device command (7,) in [-1, 1], and the observation to record with it (the
+    adapter may change task state such as a goal, and observe again).
+    """
+    cmd = _cmd(env, command)
     if hasattr(env, "teleop_action"):
-        return env.teleop_action(obs, cmd)
-    terms = [t.name for t in env.spec.obs_terms.get("policy", ())]
-    if hasattr(env, "expert_action") and terms[:1] == ["pos_error"]:
-        # shared autonomy: the expert flies; the person moves its setpoint (position error shifted by -offset)
-        shifted = obs["policy"].clone()
-        shifted[:, 0:3] = shifted[:, 0:3] - QUAD_SETPOINT_M * cmd[:, 0:3]
-        return env.expert_action({**obs, "policy": shifted})
+        return env.teleop_action(obs, cmd), obs
+    if env.spec.name in ADAPTERS:
+        if apply_command_state(env, command):
+            obs = env._observe()
+        return ADAPTERS[env.spec.name][1](env, obs, cmd), obs
     a = torch.zeros(1, env.spec.action.dim, device=env.device)
     n = min(a.shape[1], cmd.shape[1])
     a[:, :n] = cmd[:, :n]
-    return a.clamp(env.spec.action.low, env.spec.action.high)
+    return a.clamp(env.spec.action.low, env.spec.action.high), obs
 
 
 # ------------------------------------------------------------------------------------------------ simulator state

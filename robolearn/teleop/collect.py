@@ -166,8 +166,10 @@ class Collector:
                     break
                 if reset:
                     obs = env.reset()
-                action = (torch.as_tensor(inp.action, device=env.device).reshape(1, -1) if inp.action is not None
-                          else adapter.command_to_action(env, obs, inp.command))
+                if inp.action is not None:
+                    action = torch.as_tensor(inp.action, device=env.device).reshape(1, -1)
+                else:
+                    action, obs = adapter.command_to_action(env, obs, inp.command)
                 if st.recording:
                     frame = {f"observation.{g}": obs[g][0].detach().cpu().numpy() for g in env.spec.obs_terms}
                     if self.camera:

@@ -59,6 +59,13 @@ def test_person_controls_start_discard_success_and_intervene(tmp_path):
     assert not s.read_episode(1)["next.success"].any()
     assert s.sessions[0]["task"] == "quadrotor-hover" and s.sessions[0]["device"] == "scripted-person"
     assert validate(tmp_path / "d.zarr") == []
+    # the person moved the goal (x command); the recorded observations see it, and replay re-applies it
+    goal_x = e0["sim.state"][:, list(s.features["sim.state"].names).index("goal.0")]
+    assert np.all(np.diff(goal_x) > 0)
+    from robolearn.eval.replay import replay_episode
+
+    r = replay_episode(s, 0, make("quadrotor-hover", num_envs=1), make("quadrotor-hover", num_envs=1))
+    assert r.max_state_error == 0.0
 
 
 def test_expert_collection_ends_episodes_with_the_task(tmp_path):
