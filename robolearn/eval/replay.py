@@ -5,8 +5,9 @@ the recorded one.
 
 Open-loop replay needs the `sim.state` feature that `robolearn collect` records (env 0's full state before each
 action, `robolearn.teleop.adapter.get_state`); where a device command changed task state during collection
-(the quadrotor-hover goal), the recorded `teleop.command` is applied again at the same step. Divergence per episode: the largest absolute difference of any
-state entry over the episode, and, for tasks with `viz_state()["pos"]`, the position difference in metres.
+(the quadrotor-hover goal), the recorded `teleop.command` is applied again at the same step. Divergence per
+episode: the largest absolute difference of any state entry over the episode, and, for tasks with
+`viz_state()["pos"]`, the position difference in metres.
 Policy evaluation: open-loop action error (policy on the recorded observations vs. the recorded actions) and a
 closed-loop rollout from each recorded initial state (the task's success metric).
 """

@@ -74,8 +74,9 @@ def apply_command_state(env: BatchedEnv, command: np.ndarray) -> bool:
 
 
 def command_to_action(env: BatchedEnv, obs: Obs, command: np.ndarray) -> tuple[torch.Tensor, Obs]:
-    """The task action (1, A) for a device command (7,) in [-1, 1], and the observation to record with it (the
-    adapter may change task state such as a goal, and observe again).
+    """The task action (1, A) for a device command (7,) in [-1, 1], and the observation to record with it.
+
+    The adapter may change task state (a goal) and observe again, hence the returned observation.
     """
     cmd = _cmd(env, command)
     if hasattr(env, "teleop_action"):
