@@ -113,23 +113,28 @@ def state_names(layout: list[tuple[str, tuple[int, ...]]]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _resolve(env: BatchedEnv, key: str) -> torch.Tensor:
+    """The live tensor behind a `state_dict()` key (dotted path through attributes and dicts), without a copy."""
+    obj: Any = env
+    for part in key.split("."):
+        obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
+    return obj
+
+
 def get_state(env: BatchedEnv, layout: list[tuple[str, tuple[int, ...]]], index: int = 0) -> np.ndarray:
     """Env `index`'s state as a float64 vector in `layout` order."""
-    sd = env.state_dict()
-    return np.concatenate([sd[k][index].detach().double().reshape(-1).cpu().numpy() for k, _ in layout])
+    return torch.cat([_resolve(env, k)[index].detach().reshape(-1).double() for k, _ in layout]).cpu().numpy()
 
 
 def set_state(env: BatchedEnv, layout: list[tuple[str, tuple[int, ...]]], vector: np.ndarray, index: int = 0) -> None:
-    """Write a vector from `get_state` back into env `index` (other envs and shared tensors are untouched)."""
-    sd = env.state_dict()
+    """Write a vector from `get_state` back into env `index`, in place (other envs and shared tensors untouched)."""
+    v = torch.as_tensor(np.asarray(vector, np.float64))
     pos = 0
     for k, shape in layout:
         n = int(np.prod(shape, dtype=np.int64))
-        t = sd[k]
-        t[index] = torch.as_tensor(vector[pos:pos + n]).reshape(shape).to(t.dtype)
+        t = _resolve(env, k)
+        t[index] = v[pos:pos + n].reshape(shape).to(t.dtype, copy=False).to(t.device)
         pos += n
-        sd[k] = t
-    env.load_state_dict({k: sd[k] for k, _ in layout})
 
 
 # --------------------------------------------------------------------------------------------------------- camera
