@@ -8,9 +8,18 @@ TORCH  ?= torch==2.13.0
 EXTRAS ?= dev
 RUN    ?= runs/hover-demo
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup chromium demo test lint bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed chromium
+
+# The browser teleop page is tested in Debian's chromium driven by Playwright (no browser download): install it
+# when missing and we may (root with apt-get); otherwise say that those tests will skip. Instant when present.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt) for the browser page tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: no chromium found; the browser page tests will skip (apt-get install chromium)"; fi; }
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)

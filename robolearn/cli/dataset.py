@@ -47,9 +47,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--fraction", type=float, default=0.9)
     q.add_argument("--seed", type=int, default=0)
 
-    q = dsub.add_parser("convert", help="copy with other chunking or compression")
+    q = dsub.add_parser("convert", help="copy with other chunking or compression; import/export LeRobot v3 and "
+                                        "ROS bags", description="Copy a dataset with other storage options, or "
+                        "convert between formats: a LeRobot v3 directory (meta/info.json) or a ROS bag (.mcap, "
+                        ".db3, .bag, or a rosbag2 directory) as the source is detected and imported; --to lerobot "
+                        "exports a robolearn dataset.")
     q.add_argument("source")
     q.add_argument("dest")
+    q.add_argument("--from", dest="from_format", choices=["auto", "zarr", "lerobot", "rosbag"], default="auto",
+                   help="source format (default: detected)")
+    q.add_argument("--to", dest="to_format", choices=["zarr", "lerobot"], default="zarr")
+    q.add_argument("--topics", help="rosbag: YAML map from topics to features (see robolearn/data/mcap.py)")
+    q.add_argument("--bags", nargs="*", default=[], help="rosbag: more bags, one episode each")
+    q.add_argument("--task-text", help="lerobot export: task description for every episode (default: session note "
+                                       "or task name)")
+    q.add_argument("--crf", type=int, default=18, help="lerobot export: H.264 quality of image features (0-51)")
     _storage_args(q)
 
 
@@ -185,6 +197,40 @@ def stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _foreign(path: str) -> bool:
+    from robolearn.data.lerobot import is_lerobot
+    from robolearn.data.mcap import is_bag
+
+    return is_lerobot(path) or is_bag(path)
+
+
+def _convert_format(args: argparse.Namespace) -> int:
+    """LeRobot v3 import/export and ROS bag import."""
+    from robolearn.data import lerobot, mcap
+
+    fmt = args.from_format
+    if fmt == "auto":
+        fmt = "lerobot" if lerobot.is_lerobot(args.source) else "rosbag" if mcap.is_bag(args.source) else "zarr"
+    if fmt != "zarr" and args.to_format != "zarr":
+        raise DatasetError(args.source, f"converts {fmt} -> robolearn (zarr) only; export from that dataset next")
+    if args.to_format == "lerobot":
+        out = lerobot.export_lerobot(args.source, args.dest, task_text=args.task_text, crf=args.crf)
+        src = EpisodeStore(args.source)
+        print(f"exported {src.name} ({src.num_episodes} episodes, {src.num_frames} frames) -> LeRobot v3.0 at {out}")
+        return 0
+    if fmt == "lerobot":
+        s = lerobot.import_lerobot(args.source, args.dest, _storage(args))
+        print(f"imported LeRobot {args.source} -> {s.name}: {s.num_episodes} episodes, {s.num_frames} frames, "
+              f"fps {s.fps:g}, keys {', '.join(s.features)}")
+        return 0
+    if not args.topics:
+        raise DatasetError(args.source, "a ROS bag import needs --topics MAP.yaml (topics -> features, fps)")
+    s = mcap.import_bags([args.source, *args.bags], args.dest, args.topics, _storage(args))
+    print(f"imported {1 + len(args.bags)} bag(s) -> {s.name}: {s.num_episodes} episodes, {s.num_frames} frames at "
+          f"{s.fps:g} fps, keys {', '.join(s.features)}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Dispatch a `dataset` sub-command."""
     from robolearn.data import store
@@ -206,6 +252,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"split {args.source} (seed {args.seed}): {a.num_episodes} episodes -> {a.name}, "
               f"{b.num_episodes} episodes -> {b.name}")
         return 0
+    if cmd == "convert" and (args.from_format in ("lerobot", "rosbag") or args.to_format != "zarr"
+                             or (args.from_format == "auto" and _foreign(args.source))):
+        return _convert_format(args)
     if cmd == "convert":
         src = EpisodeStore(args.source)
         out = store.convert(src, args.dest, _storage(args))

@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "export": "robolearn.cli.export",
     "bench": "robolearn.cli.bench",
     "dataset": "robolearn.cli.dataset",
+    "collect": "robolearn.cli.collect",
+    "replay": "robolearn.cli.replay",
 }
 
 
