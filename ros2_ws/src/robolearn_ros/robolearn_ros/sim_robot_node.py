@@ -151,8 +151,8 @@ def _make_node_class() -> type:
         def __init__(self) -> None:
             super().__init__("sim_robot_node")
             p = {"task": "quadrotor-hover", "action_mode": "rpm", "seed": 0, "sim_dt": 0.0, "publish_rate_hz": 0.0,
-                 "init_scale": 0.3, "randomize": False, "real_time_factor": 1.0, "wait_for_command": True, "origin": [0.0, 0.0, 1.0],
-                 "max_thrust_n": 0.595, "frame_id": "cf1",
+                 "init_scale": 0.3, "randomize": False, "real_time_factor": 1.0, "wait_for_command": True,
+                 "origin": [0.0, 0.0, 1.0], "max_thrust_n": 0.595, "frame_id": "cf1",
                  "state_topic": "/cf1/odom", "motors_topic": "/cf1/cmd_motors",
                  "cmd_vel_legacy_topic": "/cf1/cmd_vel_legacy", "latency_log": "", "max_cycles": 0}
             for k, v in p.items():
