@@ -25,6 +25,7 @@ import numpy as np
 from robolearn_ros.messages import ConfigError, quat_to_rotmat
 
 RPM_TO_RAD_S = 2 * math.pi / 60
+MOTOR_NAMES = ["motor_1", "motor_2", "motor_3", "motor_4"]
 PWM_MAX = 65535
 DEFAULT_MAX_THRUST_N = 0.595  # Crazyflie 2.1 at full PWM: 4 × 3.16e-10 N/rpm² × 21702² rpm² (sim_assets/crazyflie)
 
@@ -137,7 +138,7 @@ class Adapter:
     def record(self, normalized: np.ndarray) -> None:
         """Push the action actually sent into the history (newest first)."""
         if len(self.history):
-            self.history = np.roll(self.history, 1, axis=0)
+            self.history[1:] = self.history[:-1]
             self.history[0] = normalized
 
     def reset_history(self) -> None:
@@ -231,9 +232,9 @@ class CrazyflieAdapter(Adapter):
         if self.mode == "rpm":
             from sensor_msgs.msg import JointState
 
-            msg = JointState()
+            msg = JointState()  # a fresh message each time: a publisher may still hold the last one (intra-process)
             msg.header.stamp = stamp
-            msg.name = [f"motor_{i + 1}" for i in range(4)]
+            msg.name = MOTOR_NAMES
             msg.velocity = (physical * RPM_TO_RAD_S).tolist()
             return {"motors": msg}
         from geometry_msgs.msg import Twist

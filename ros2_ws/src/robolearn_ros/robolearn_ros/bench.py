@@ -55,6 +55,9 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--physics-rtf", type=float, default=0.1,
                     help="real-time factor of the sim's torch physics (a few ms a step at num_envs=1 on CPU); the "
                          "state is published at --rate regardless")
+    ap.add_argument("--rt-priority", type=int, default=0,
+                    help="run both nodes SCHED_FIFO at this priority (chrt; as a robot computer runs its control "
+                         "loop); 0 = normal scheduling")
     ap.add_argument("--keep", default="", help="directory to keep logs and the artifact in")
     args = ap.parse_args(argv)
 
@@ -70,13 +73,15 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
     bin_dir = Path(sys.executable).parent
     total = args.cycles + args.warmup
     log = tmp / "latency.npz"
+    log.unlink(missing_ok=True)
+    rt = ["chrt", "-f", str(args.rt_priority)] if args.rt_priority else []
     pol = subprocess.Popen(
-        [str(bin_dir / "robolearn-policy-node"), "--ros-args", "-p", f"artifact:={art}", "-p", f"topic_map:={cfg}",
+        [*rt, str(bin_dir / "robolearn-policy-node"), "--ros-args", "-p", f"artifact:={art}", "-p", f"topic_map:={cfg}",
          "-p", "trigger:=input", "-p", f"rate_hz:={args.rate}", "-p", "watchdog_periods:=25"],
         env=env, stdout=open(tmp / "policy_node.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     time.sleep(1.0)
     sim = subprocess.Popen(
-        [str(bin_dir / "robolearn-sim-robot-node"), "--ros-args", "-p", f"publish_rate_hz:={args.rate}",
+        [*rt, str(bin_dir / "robolearn-sim-robot-node"), "--ros-args", "-p", f"publish_rate_hz:={args.rate}",
          "-p", f"real_time_factor:={args.physics_rtf}", "-p", "init_scale:=0.0", "-p", f"latency_log:={log}",
          "-p", f"max_cycles:={total}"],
         env=env, stdout=open(tmp / "sim_robot_node.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
@@ -109,5 +114,7 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
         **_stats(mw), "missed_deadlines": measured - on_time, "cycles": measured, "rate_hz": args.rate,
         "commands_received": int(len(mw)), **_stats(cb, "callback_"),
         "policy": f"MLP {args.hidden} tanh, obs 146, action 4 (onnxruntime, 1 thread)",
-        "physics_rtf": args.physics_rtf, "sim_overruns": int(d["overruns"]), "logs": str(tmp),
+        "physics_rtf": args.physics_rtf, "rt_priority": args.rt_priority,
+        "wall_rate_hz": round(int(d["published"]) / max(float(d["duration_s"]), 1e-9), 1),
+        "sim_overruns": int(d["overruns"]), "logs": str(tmp),
     }

@@ -296,6 +296,11 @@ def _make_node_class() -> type:
             self._diag_every = max(1, round(rate / max(g["diagnostics_rate_hz"], 1e-3)))
             self._ticks = 0
             self.timer = self.create_timer(1.0 / rate, self._tick)
+            if self.trigger == "input":
+                # while active, every state message runs the policy and the watchdog timers guard silence, so the
+                # control-rate timer only runs when safe actions must be streamed; diagnostics and the clock check
+                # run on a slow timer instead of waking the executor every period
+                self.create_timer(1.0 / max(g["diagnostics_rate_hz"], 1e-3), self._housekeeping)
             if g["autostart"]:
                 self.core.activate(self._now())
             self._publish_state()
@@ -339,9 +344,23 @@ def _make_node_class() -> type:
             if out is not None and out[1] is None:
                 self._step_done(t0)
             self._ticks += 1
-            if self._ticks % self._diag_every == 0:
+            if self._ticks % self._diag_every == 0 and self.trigger == "timer":
                 self._diagnostics()
             self._publish_state()
+
+        def _housekeeping(self) -> None:
+            out = self.core.tick(self._now(), time.monotonic(), compute=False)
+            self._publish(out, None)
+            self._diagnostics()
+            self._publish_state()
+
+        def _sync_timer(self) -> None:
+            if self.trigger != "input":
+                return
+            if self.core.state == ACTIVE and not self.timer.is_canceled():
+                self.timer.cancel()
+            elif self.core.state != ACTIVE and self.timer.is_canceled():
+                self.timer.reset()
 
         def _publish(self, out: tuple[np.ndarray, SafeCommand | None] | None, src: Any) -> None:
             if out is None:
@@ -355,6 +374,7 @@ def _make_node_class() -> type:
                 self._publish_state()
 
         def _publish_state(self) -> None:
+            self._sync_timer()
             s = self.core.state + (f": {self.core.fault}" if self.core.fault else "")
             if s != self._published_state:
                 self._published_state = s

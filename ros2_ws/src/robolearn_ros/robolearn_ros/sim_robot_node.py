@@ -181,6 +181,7 @@ def _make_node_class() -> type:
             self.published = 0
             self.overruns = 0
             self._msg = Odometry()
+            self._pub_t0 = self._pub_t1 = 0.0
             self._t0 = time.monotonic()
             self._sim_t = 0.0
             self.create_timer(1.0 / rate, self._tick)
@@ -211,6 +212,9 @@ def _make_node_class() -> type:
             now = time.time()
             s_to_stamp(now, msg.header.stamp)
             self.state_pub.publish(msg)
+            if self.published == 0:
+                self._pub_t0 = time.monotonic()
+            self._pub_t1 = time.monotonic()
             if self.latency_log:
                 self.sent[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = self.published
                 if len(self.sent) > 1000:  # states older than that never got a command
@@ -225,16 +229,17 @@ def _make_node_class() -> type:
             self.robot.on_command(msg)
             self.waiting = False
             if self.latency_log and hasattr(msg, "header"):
-                t_obs = stamp_to_s(msg.header.stamp)
-                if t_obs > 0:
+                seq = self.sent.pop((msg.header.stamp.sec, msg.header.stamp.nanosec), None)
+                if seq is not None:  # a command computed from one of our states (not a safe action)
+                    t_obs = stamp_to_s(msg.header.stamp)
+                    self.lat_seq.append(seq)
                     self.lat_cb.append(t_cb - t_obs)
-                    if info is not None:
-                        self.lat_mw.append(info["received_timestamp"] * 1e-9 - t_obs)
+                    self.lat_mw.append(info["received_timestamp"] * 1e-9 - t_obs)
 
         def finish(self) -> None:
             if self.latency_log:
                 np.savez(self.latency_log, middleware_s=np.asarray(self.lat_mw), callback_s=np.asarray(self.lat_cb),
-                         seq=np.asarray(self.lat_seq, dtype=np.int64),
+                         seq=np.asarray(self.lat_seq, dtype=np.int64), duration_s=self._pub_t1 - self._pub_t0,
                          published=self.published, overruns=self.overruns, crashes=self.robot.crashes)
 
     return _SimRobotNode
