@@ -188,3 +188,25 @@ def test_action_queue_plain_and_temporal_ensembling():
     assert e.pop()[0] == pytest.approx((w @ [32.0, 34.0, 36.0]) / w.sum())  # the first chunk has expired
     with pytest.raises(InvalidInputError, match="NaN"):
         e.push(np.array([[np.nan], [0.0], [0.0]]))
+
+
+@pytest.mark.parametrize("mode", ["rpm", "ctbr"])
+def test_commands_round_trip_through_the_simulated_robot(mode):
+    """What the Crazyflie adapter publishes is the action the simulated drone applies (both action modes)."""
+    from robolearn_ros.sim_robot_node import QuadrotorSimRobot
+
+    params = {"init_scale": 0.0, "action_mode": mode, "randomize": False, "sim_dt": 0.0, "seed": 0,
+              "max_thrust_n": 0.595, "origin": [0.0, 0.0, 1.0], "frame_id": "cf1"}
+    robot = QuadrotorSimRobot(None, "quadrotor-hover", params)
+    act = robot.env.spec.action.to_dict()
+    terms = [{**t, "scale": list(t["scale"]), "offset": list(t["offset"])} for t in act["terms"]]
+    m = {"observation": {"dim": 3, "terms": [{"name": "pos_error", "dim": 3, "offset": 0, "unit": "m"}]},
+         "action": {**act, "terms": terms}}
+    ad = CrazyflieAdapter(m, {}, {"motors" if mode == "rpm" else "cmd_vel_legacy"})
+    a = np.array([0.3, -0.2, 0.1, -0.4])
+    (msg,) = ad.commands(ad.offset + ad.scale * a, None).values()
+    robot.on_command(msg)
+    np.testing.assert_allclose(robot.action, a, atol=1e-4)  # PWM thrust: 16-bit resolution
+    robot.step()
+    odom = robot.state_msg(Odometry())
+    assert odom.pose.pose.position.z == pytest.approx(1.0, abs=0.01) and odom.child_frame_id == "cf1"

@@ -259,9 +259,12 @@ def _make_node_class() -> type:
             if int(g["watchdog_periods"]) < 1:
                 raise ConfigError("parameter 'watchdog_periods' must be >= 1")
             tmap = load_topic_map(g["topic_map"])
+            from robolearn.export.artifact import read_manifest
             from robolearn.export.runtime import PolicyRuntime
 
             try:
+                # the manifest against the robot first: a term the robot cannot provide fails before any model loads
+                tmap.adapter(read_manifest(g["artifact"]), tmap.options, set(tmap.outputs))
                 rt = PolicyRuntime.load(g["artifact"], backend=g["backend"], threads=int(g["threads"]),
                                         max_delta_per_step=g["max_delta_per_step"] or None)
             except RobolearnError as e:
