@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,9 +19,7 @@ rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels not installed: pip ins
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hover_artifact import make_hover_artifact  # noqa: E402
-
-BIN = Path(sys.executable).parent
-CONFIG = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "robolearn_ros" / "config"
+from ros_harness import BIN, Proc  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -60,30 +55,6 @@ def test_node(ros_env: dict[str, str]) -> Iterator[object]:
     rclpy.try_shutdown()
 
 
-class Proc:
-    """A node subprocess, stopped with SIGINT like a user's Ctrl-C."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._f = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.p = subprocess.Popen(args, env=env, stdout=self._f, stderr=subprocess.STDOUT)
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGINT)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self._f.close()
-        return self.p.returncode
-
-    def output(self) -> str:
-        self._f.flush()
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture
 def launch(ros_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     procs: list[Proc] = []
@@ -101,15 +72,3 @@ def launch(ros_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Pr
         p.stop()
 
 
-def spin_until(node: object, cond: Callable[[], bool], timeout: float) -> bool:
-    """Spin the test node until `cond()` holds or `timeout` seconds pass (a bound on waiting, not an assertion)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        rclpy.spin_once(node, timeout_sec=0.02)
-        if cond():
-            return True
-    return cond()
-
-
-def have_exe(name: str) -> bool:
-    return (BIN / name).exists() or shutil.which(name) is not None

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, CONFIG, spin_until
+from ros_harness import BIN, CONFIG, spin_until
 
 from robolearn.core.types import ActionSpec, ActionTerm, ObsTerm, TaskSpec
 from robolearn.export import export_policy
