@@ -57,6 +57,17 @@ def test_crazyflie_observation_frames():
     np.testing.assert_allclose(obs[18:], [0.1, 0.2, 0.3, 0.4, 0, 0, 0, 0])  # newest first
 
 
+def test_crazyflie_takeoff_ramps_the_goal():
+    m = _manifest([("pos_error", 3, "sensor")], [("motor_rpm", 4, [7000.0] * 4, [14000.0] * 4)])
+    ad = CrazyflieAdapter(m, {"goal": [0.0, 0.0, 1.0], "takeoff_s": 2.0}, {"motors"})
+    msg = Odometry()
+    msg.pose.pose.orientation.w = 1.0  # on the ground at the origin
+    ad.takeoff({"state": msg}, now=10.0)
+    for now, err_z in ((10.0, 0.0), (11.0, -0.5), (12.0, -1.0), (20.0, -1.0)):
+        ad.now = now
+        assert ad.observation({"state": msg})[2] == pytest.approx(err_z)
+
+
 def test_crazyflie_ctbr_goes_out_as_cmd_vel_legacy_and_safe_sequence_lands():
     m = _manifest([("pos_error", 3, "sensor")], [("collective_thrust", 1, [0.265], [0.265]),
                                                  ("body_rates", 3, [6.0] * 3, [0.0] * 3)])

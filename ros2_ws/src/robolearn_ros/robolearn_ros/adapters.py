@@ -82,6 +82,7 @@ class Adapter:
         self.scale = np.array([s for t in self.action_terms for s in t["scale"]], dtype=np.float64)
         self.offset = np.array([o for t in self.action_terms for o in t["offset"]], dtype=np.float64)
         self.history = np.zeros((0, self.action_dim))
+        self.now = 0.0  # node time of the observation being built (set by the node before `observation`)
         for t in self.obs_terms:
             if t["name"] not in self.provides() and t.get("source") != "last_action":
                 raise ConfigError(f"artifact observation term '{t['name']}' cannot be provided by the '{self.kind}' "
@@ -186,6 +187,7 @@ class CrazyflieAdapter(Adapter):
         "land_s": 3.0,
         "land_thrust_frac": 0.85,
         "ground_z": 0.0,
+        "takeoff_s": 2.0,
         "max_thrust_n": DEFAULT_MAX_THRUST_N,
     }
 
@@ -210,6 +212,16 @@ class CrazyflieAdapter(Adapter):
         if not (isinstance(goal, list) and len(goal) == 3 and all(isinstance(g, int | float) for g in goal)):
             raise ConfigError(f"topic map: option 'goal' must be 3 numbers, got {goal!r}")
         self.goal = np.asarray(goal, dtype=np.float64)
+        self._ramp: tuple[np.ndarray, float] | None = None
+
+    def takeoff(self, msgs: dict[str, Any], now: float) -> None:
+        """Move the goal from the current position to `goal` over `takeoff_s` (crazyswarm2's takeoff, as a ramp)."""
+        s = msgs.get("state")
+        if s is None:
+            self._ramp = None
+            return
+        p = s.pose.pose.position
+        self._ramp = (np.array([p.x, p.y, p.z]), now)
 
     def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Observation terms from the latest messages."""
@@ -220,6 +232,12 @@ class CrazyflieAdapter(Adapter):
         if msgs.get("goal") is not None:
             g = msgs["goal"].point
             goal = np.array([g.x, g.y, g.z])
+        elif self._ramp is not None:
+            start, t0 = self._ramp
+            alpha = min(max((self.now - t0) / max(float(self.opt["takeoff_s"]), 1e-9), 0.0), 1.0)
+            goal = start + alpha * (goal - start)
+            if alpha >= 1.0:
+                self._ramp = None
         return {
             "pos_error": np.array([p.x, p.y, p.z]) - goal,
             "rotation_matrix": rot.reshape(-1),  # row-major body-to-world

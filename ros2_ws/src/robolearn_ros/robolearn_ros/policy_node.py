@@ -114,6 +114,16 @@ class Core:
         self.state, self.fault = ACTIVE, ""
         return "active"
 
+    def takeoff(self, now: float) -> str:
+        """Activate with the Crazyflie goal ramping from the current position (needs a state estimate)."""
+        if self.msgs.get("state") is None:
+            return "no state estimate yet; not taking off"
+        msg = self.activate(now)
+        if msg == "active":
+            self.adapter.takeoff(self.msgs, now)  # type: ignore[attr-defined]
+            return "taking off"
+        return msg
+
     def deactivate(self, now: float) -> str:
         """active/fault → stopping (safe sequence, then inactive)."""
         if self.state in (ACTIVE, FAULT):
@@ -171,6 +181,7 @@ class Core:
         if not self.fresh():
             return self._safe(now) if self.state != ACTIVE else None
         try:
+            self.adapter.now = now
             obs = self.adapter.observation(self.msgs)
             a = self.rt.act(obs)
         except (InvalidInputError, ValueError) as e:
@@ -292,7 +303,7 @@ def _make_node_class() -> type:
                 self.create_service(Trigger, f"~/{name}", self._service(fn))
             if tmap.adapter.kind == "crazyflie":
                 self.create_service(Trigger, "~/land", self._service(self.core.deactivate))
-                self.create_service(Trigger, "~/takeoff", self._service(self.core.activate))
+                self.create_service(Trigger, "~/takeoff", self._service(self.core.takeoff))
             self._primary = self.core.required[0]
             self._last_tick = None
             self._published_state = ""
@@ -389,7 +400,7 @@ def _make_node_class() -> type:
         def _service(self, fn: Any) -> Any:
             def cb(request: Any, response: Any) -> Any:
                 response.message = fn(self._now())
-                response.success = not response.message.startswith("e-stop is latched")
+                response.success = not response.message.startswith(("e-stop is latched", "no state"))
                 self._publish_state()
                 return response
             return cb
