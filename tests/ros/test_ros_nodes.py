@@ -139,6 +139,7 @@ def test_watchdog_fires_within_two_periods_and_recovers(hover_node, test_node, h
     assert "input 'state' (/cf1/odom): no message for 2 control periods" in probe.state()
     assert spin_until(test_node, lambda: "watchdog_trip_periods" in probe.diag, 5.0)
     trip = float(probe.diag["watchdog_trip_periods"])
+    assert {"infer_p50_ms", "infer_p99_ms", "infer_max_ms", "step_p99_ms", "deadline_misses"} <= set(probe.diag)
     # the watchdog timer is due exactly 2 periods after the last message; what is measured adds the executor's
     # wake-up delay, so the bound leaves a period and a half for a loaded test machine
     assert 2.0 <= trip < 3.5, f"tripped {trip} periods after the last message"  # node-clock periods

@@ -64,11 +64,9 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ros-loop-"))
     tmp.mkdir(parents=True, exist_ok=True)
     art = _artifact(tmp / "artifact", tuple(args.hidden)) if not (tmp / "artifact").exists() else tmp / "artifact"
-    cfg = Path(__file__).resolve().parent.parent / "config" / "crazyflie_rpm.yaml"
-    if not cfg.is_file():  # installed by colcon: share/robolearn_ros/config
-        from ament_index_python.packages import get_package_share_directory  # type: ignore[import-not-found]
-
-        cfg = Path(get_package_share_directory("robolearn_ros")) / "config" / "crazyflie_rpm.yaml"
+    cfg = tmp / "topic_map.yaml"  # the shipped config/crazyflie_rpm.yaml, written here so any install layout works
+    cfg.write_text("adapter: crazyflie\ninputs:\n  state: {topic: /cf1/odom, type: nav_msgs/msg/Odometry}\n"
+                   "outputs:\n  motors: {topic: /cf1/cmd_motors, type: sensor_msgs/msg/JointState}\n")
     env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(1, 100)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     bin_dir = Path(sys.executable).parent
     total = args.cycles + args.warmup
