@@ -250,7 +250,7 @@ class CrazyflieAdapter(Adapter):
         if self.mode == "rpm":
             from sensor_msgs.msg import JointState
 
-            msg = JointState()  # a fresh message each time: a publisher may still hold the last one (intra-process)
+            msg = JointState()
             msg.header.stamp = stamp
             msg.name = MOTOR_NAMES
             msg.velocity = (physical * RPM_TO_RAD_S).tolist()

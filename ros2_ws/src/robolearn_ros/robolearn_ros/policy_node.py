@@ -327,10 +327,11 @@ def _make_node_class() -> type:
         def _on_input(self, slot: str) -> Any:
             def cb(msg: Any) -> None:
                 t0 = time.perf_counter()
-                self.core.on_message(slot, msg, self._now())
+                now = self._now()
+                self.core.on_message(slot, msg, now)
                 self.watchdogs[slot].reset()
                 if self.trigger == "input" and slot == self._primary and self.core.state == ACTIVE:
-                    self._publish(self.core.policy_step(self._now()), msg)
+                    self._publish(self.core.policy_step(now), msg)
                     self._step_done(t0)
             return cb
 
