@@ -116,3 +116,86 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
         "wall_rate_hz": round(int(d["published"]) / max(float(d["duration_s"]), 1e-9), 1),
         "sim_overruns": int(d["overruns"]), "logs": str(tmp),
     }
+
+
+def _act_size_model() -> Any:
+    """An ACT-size network (random weights): what the ACT inference path costs, not a trained policy.
+
+    ResNet-18 on one 480×640 camera, 4-layer encoder and 1-layer decoder, d_model 512, 8 heads, FFN 3200,
+    chunk 100, 14-D state and action (LeRobot's ACT defaults for ALOHA; the VAE encoder is not used at inference).
+    """
+    import torch
+    from torch import nn
+
+    def bn_conv(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout))
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.a, self.b = bn_conv(cin, cout, 3, stride), bn_conv(cout, cout, 3, 1)
+            self.down = bn_conv(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
+
+        def forward(self, x: Any) -> Any:
+            return torch.relu(self.b(torch.relu(self.a(x))) + self.down(x))
+
+    class ACTSize(nn.Module):
+        def __init__(self, d: int = 512, chunk: int = 100, dim: int = 14) -> None:
+            super().__init__()
+            layers, cin = [bn_conv(3, 64, 7, 2), nn.ReLU(), nn.MaxPool2d(3, 2, 1)], 64
+            for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+                layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
+                cin = cout
+            self.backbone = nn.Sequential(*layers, nn.Conv2d(512, d, 1))
+            self.state = nn.Linear(dim, d)
+            self.latent = nn.Parameter(torch.zeros(1, 1, d))
+            self.pos = nn.Parameter(torch.zeros(1, 2 + 15 * 20, d))  # latent, state, 15×20 image features
+            self.queries = nn.Parameter(torch.zeros(1, chunk, d))
+            self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, 8, 3200, 0.0, batch_first=True), 4)
+            self.dec = nn.TransformerDecoder(nn.TransformerDecoderLayer(d, 8, 3200, 0.0, batch_first=True), 1)
+            self.head = nn.Linear(d, dim)
+
+        def forward(self, image: Any, state: Any) -> Any:
+            b = image.shape[0]
+            f = self.backbone(image).flatten(2).transpose(1, 2)  # (B, 300, d)
+            tokens = torch.cat([self.latent.expand(b, -1, -1), self.state(state).unsqueeze(1), f], 1) + self.pos
+            return self.head(self.dec(self.queries.expand(b, -1, -1), self.enc(tokens)))  # (B, chunk, A)
+
+    return ACTSize().eval()
+
+
+def act_size_inference(argv: list[str]) -> dict[str, Any]:
+    """ONNX Runtime latency of an ACT-size network (one 480×640 camera → 100-step chunk), exported by torch.onnx.
+
+    Not through ROS: the artifact schema (v1) and the runtime hold MLP policies only. It says whether an ACT
+    policy can run per step at 50 Hz on this CPU, or needs chunked execution with asynchronous inference.
+    """
+    import torch
+
+    ap = argparse.ArgumentParser(prog="robolearn bench act-size-inference", description=act_size_inference.__doc__)
+    ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    ap.add_argument("--runs", type=int, default=30)
+    args = ap.parse_args(argv)
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    m = _act_size_model()
+    img, st = torch.rand(1, 3, 480, 640), torch.rand(1, 14)
+    path = Path(tempfile.mkdtemp(prefix="act-size-")) / "act_size.onnx"
+    torch.onnx.export(m, (img, st), str(path), input_names=["image", "state"], output_names=["actions"],
+                      dynamo=False, opset_version=17)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = args.threads, 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {"image": img.numpy(), "state": st.numpy()}
+    with torch.no_grad():
+        err = float(np.abs(sess.run(None, feed)[0] - m(img, st).numpy()).max())
+    lat = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        lat.append(time.perf_counter() - t0)
+    return {**_stats(np.asarray(lat)), "runs": args.runs, "threads": args.threads, "max_abs_err_vs_torch": err,
+            "params_m": round(sum(p.numel() for p in m.parameters()) / 1e6, 2),
+            "network": "ResNet-18 (1 camera 480x640) + transformer d512, 8 heads, FFN 3200, 4 enc / 1 dec layers, "
+                       "chunk 100, 14-D action (LeRobot ACT defaults; no VAE encoder at inference)"}
