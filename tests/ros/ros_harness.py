@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import rclpy
-
 BIN = Path(sys.executable).parent
 CONFIG = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "robolearn_ros" / "config"
 
@@ -42,6 +40,8 @@ class Proc:
 
 def spin_until(node: object, cond: Callable[[], bool], timeout: float) -> bool:
     """Spin the test node until `cond()` holds or `timeout` seconds pass (a bound on waiting, not an assertion)."""
+    import rclpy
+
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         rclpy.spin_once(node, timeout_sec=0.02)
