@@ -39,12 +39,29 @@ def ros_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def hover_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trained rpm-mode hover artifact (BC of the PD expert), or $ROBOLEARN_HOVER_ARTIFACT if set."""
-    given = os.environ.get("ROBOLEARN_HOVER_ARTIFACT")
-    if given:
-        return Path(given)
-    return make_hover_artifact(tmp_path_factory.mktemp("hover") / "artifact")
+def hover_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Trained hover artifacts by action mode (BC of a PD expert, ~10 s each, made on first use).
+
+    To test a real RL run instead, point ROBOLEARN_HOVER_ARTIFACT (rpm) or ROBOLEARN_HOVER_ARTIFACT_CTBR at its
+    exported artifact directory.
+    """
+    made: dict[str, Path] = {}
+
+    def get(mode: str = "rpm") -> Path:
+        given = os.environ.get("ROBOLEARN_HOVER_ARTIFACT" + ("" if mode == "rpm" else f"_{mode.upper()}"))
+        if given:
+            return Path(given)
+        if mode not in made:
+            made[mode] = make_hover_artifact(tmp_path_factory.mktemp(f"hover-{mode}") / "artifact", mode=mode)
+        return made[mode]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def hover_artifact(hover_artifacts: Callable[[str], Path]) -> Path:
+    """The rpm-mode hover artifact."""
+    return hover_artifacts("rpm")
 
 
 @pytest.fixture(scope="session")

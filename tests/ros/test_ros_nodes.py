@@ -94,15 +94,17 @@ class Probe:
 
 
 # ------------------------------------------------------------------------------------------------------ full loop
-def test_sim_robot_and_policy_node_hold_the_hover_goal(launch, test_node, hover_artifact):
-    """sim_robot_node (quadrotor-hover, rpm) ↔ policy_node (trained hover MLP) over DDS keeps the drone at the goal.
+@pytest.mark.parametrize("mode", ["rpm", "ctbr"])
+def test_sim_robot_and_policy_node_hold_the_hover_goal(launch, test_node, hover_artifacts, mode):
+    """sim_robot_node (quadrotor-hover) ↔ policy_node (trained hover MLP) over DDS keeps the drone at the goal.
 
-    The torch simulator runs at half real time so a loaded 2-core machine keeps up; the policy follows the
-    state messages (trigger:=input), so control stays in lockstep with simulated time.
+    rpm: motor speeds on `motors`; ctbr: crazyswarm2's `cmd_vel_legacy` (rate mode, PWM thrust). The torch
+    simulator runs at half real time so a loaded 2-core machine keeps up; the policy follows the state messages
+    (trigger:=input), so control stays in lockstep with simulated time.
     """
-    launch("robolearn-sim-robot-node", task="quadrotor-hover", action_mode="rpm", real_time_factor=0.5,
+    launch("robolearn-sim-robot-node", task="quadrotor-hover", action_mode=mode, real_time_factor=0.5,
            init_scale=0.1, seed=3)
-    pol = launch("robolearn-policy-node", artifact=hover_artifact, topic_map=CONFIG / "crazyflie_rpm.yaml",
+    pol = launch("robolearn-policy-node", artifact=hover_artifacts(mode), topic_map=CONFIG / f"crazyflie_{mode}.yaml",
                  trigger="input", rate_hz=50.0, watchdog_periods=10)
     pos: list[tuple[float, float, float]] = []
     sub = test_node.create_subscription(Odometry, "/cf1/odom", lambda m: pos.append(

@@ -152,7 +152,7 @@ def _make_node_class() -> type:
             super().__init__("sim_robot_node")
             p = {"task": "quadrotor-hover", "action_mode": "rpm", "seed": 0, "sim_dt": 0.0, "publish_rate_hz": 0.0,
                  "init_scale": 0.3, "randomize": False, "real_time_factor": 1.0, "wait_for_command": True,
-                 "origin": [0.0, 0.0, 1.0], "max_thrust_n": 0.595, "frame_id": "cf1",
+                 "max_steps_per_tick": 0, "origin": [0.0, 0.0, 1.0], "max_thrust_n": 0.595, "frame_id": "cf1",
                  "state_topic": "/cf1/odom", "motors_topic": "/cf1/cmd_motors",
                  "cmd_vel_legacy_topic": "/cf1/cmd_vel_legacy", "latency_log": "", "max_cycles": 0}
             for k, v in p.items():
@@ -167,11 +167,17 @@ def _make_node_class() -> type:
             self.create_subscription(JointState, g["motors_topic"], self._on_cmd, 10)
             self.create_subscription(Twist, g["cmd_vel_legacy_topic"], self._on_cmd, 10)
             self.create_service(Trigger, "~/reset", self._reset)
+            if not float(g["real_time_factor"]) > 0:
+                raise ConfigError("parameter 'real_time_factor' must be > 0")
             rate = float(g["publish_rate_hz"]) or float(g["real_time_factor"]) / self.robot.dt
             self.waiting = bool(g["wait_for_command"])  # physics frozen at the initial state until commanded
             self.rtf = float(g["real_time_factor"])
-            if not self.rtf > 0:
-                raise ConfigError("parameter 'real_time_factor' must be > 0")
+            # physics steps per published state when the timer runs late; by default one step per state when
+            # the state and physics rates match (a late timer slows simulated time rather than stepping twice on
+            # one command, which a controller in the loop never saw), else what the rate ratio needs
+            self.max_steps_per_tick = int(g["max_steps_per_tick"])
+            if self.max_steps_per_tick <= 0:
+                self.max_steps_per_tick = max(1, math.ceil(self.rtf / (self.robot.dt * rate) - 1e-9))
             self.latency_log = g["latency_log"]
             self.max_cycles = int(g["max_cycles"])
             self.sent: dict[tuple[int, int], int] = {}  # stamp of a published state -> its sequence number
@@ -199,7 +205,7 @@ def _make_node_class() -> type:
             elapsed = (time.monotonic() - self._t0) * self.rtf
             steps = 0
             while self._sim_t + self.robot.dt <= elapsed:
-                if steps == 5:  # fell behind: drop the backlog instead of a burst (counted)
+                if steps == self.max_steps_per_tick:  # fell behind: drop the backlog instead of a burst (counted)
                     self.overruns += 1
                     self._sim_t = elapsed
                     break
