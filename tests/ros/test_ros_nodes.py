@@ -107,8 +107,13 @@ def test_sim_robot_and_policy_node_hold_the_hover_goal(launch, test_node, hover_
     pol = launch("robolearn-policy-node", artifact=hover_artifacts(mode), topic_map=CONFIG / f"crazyflie_{mode}.yaml",
                  trigger="input", rate_hz=50.0, watchdog_periods=10)
     pos: list[tuple[float, float, float]] = []
-    sub = test_node.create_subscription(Odometry, "/cf1/odom", lambda m: pos.append(
-        (m.pose.pose.position.x, m.pose.pose.position.y, m.pose.pose.position.z)), 50)
+
+    def on_state(m: Odometry) -> None:
+        p = (m.pose.pose.position.x, m.pose.pose.position.y, m.pose.pose.position.z)
+        if not pos or p != pos[-1]:  # one entry per physics step (a late sim publishes a state twice)
+            pos.append(p)
+
+    sub = test_node.create_subscription(Odometry, "/cf1/odom", on_state, 50)
     try:
         assert spin_until(test_node, lambda: len(pos) >= 400, timeout=90.0), pol.output()  # 4 s of sim time
     finally:
@@ -116,7 +121,7 @@ def test_sim_robot_and_policy_node_hold_the_hover_goal(launch, test_node, hover_
     err = np.linalg.norm(np.asarray(pos) - np.array([0.0, 0.0, 1.0]), axis=1)
     # from up to 9° tilt and 0.1 m/s the cloned (soft) PD expert swings out ~0.16 m in-process too
     assert err.max() < 0.25, f"drone left the goal: max error {err.max():.3f} m"
-    assert err[-50:].max() < 0.05, f"not holding the goal: error {err[-50:].max():.3f} m over the last second"
+    assert err[-50:].max() < 0.05, f"not holding the goal: error {err[-50:].max():.3f} m over the last 0.5 s"
 
 
 # ------------------------------------------------------------------------------------------ watchdog, NaN, e-stop
