@@ -22,6 +22,8 @@ BENCHMARKS: dict[str, str] = {
     "c-policy": "robolearn.export.bench:c_policy",
     "dataset-write": "robolearn.data.bench:dataset_write",
     "dataset-windows": "robolearn.data.bench:dataset_windows",
+    "ros-loop-latency": "robolearn_ros.bench:ros_loop_latency",  # needs the `ros` extra (ROS 2 wheels)
+    "act-size-inference": "robolearn_ros.bench:act_size_inference",
 }
 
 

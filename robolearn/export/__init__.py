@@ -12,9 +12,10 @@ if TYPE_CHECKING:
     from robolearn.export.artifact import SCHEMA_VERSION, ExportError, export_policy, read_manifest, verify_files
     from robolearn.export.c_codegen import generate_c
     from robolearn.export.onnx_export import export_onnx
-    from robolearn.export.runtime import InvalidInputError, PolicyRuntime, StaleInputError
+    from robolearn.export.runtime import ActionQueue, InvalidInputError, PolicyRuntime, StaleInputError
 
 _WHERE = {
+    "ActionQueue": "runtime",
     "SCHEMA_VERSION": "artifact",
     "ExportError": "artifact",
     "export_policy": "artifact",
@@ -28,6 +29,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "ActionQueue",
     "SCHEMA_VERSION",
     "ExportError",
     "InvalidInputError",

@@ -267,3 +267,71 @@ class PolicyRuntime:
     def __repr__(self) -> str:
         return (f"PolicyRuntime({str(self.path)!r}, backend={self.backend!r}, task={self._manifest['task']!r}, "
                 f"obs_dim={self._obs_dim}, action_dim={self._action_dim})")
+
+
+class ActionQueue:
+    """Action chunks → one action per control step: a plain queue, or ACT's temporal ensembling.
+
+    A chunking policy predicts `chunk` future actions (chunk, A) at once. Without ensembling the queue plays a
+    chunk out and asks for the next one when it runs dry (`needs_chunk`). With `ensemble_coef` = m, a chunk is
+    predicted every step and the action for step t averages every chunk that covers t with weights
+    w_i = exp(-m * i), i = 0 for the oldest prediction (Zhao et al. 2023, ACT, eq. in sec. 3.3)::
+
+        q = ActionQueue(action_dim=7, chunk=100, ensemble_coef=0.01)
+        if q.needs_chunk:
+            q.push(policy_chunk)          # (chunk, A)
+        a = q.pop()                       # (A,)
+    """
+
+    def __init__(self, action_dim: int, chunk: int, *, ensemble_coef: float | None = None) -> None:
+        if action_dim <= 0 or chunk <= 0:
+            raise ValueError(f"action_dim and chunk must be > 0, got {action_dim}, {chunk}")
+        if ensemble_coef is not None and not ensemble_coef >= 0:
+            raise ValueError(f"ensemble_coef must be >= 0, got {ensemble_coef}")
+        self.action_dim, self.chunk, self.ensemble_coef = action_dim, chunk, ensemble_coef
+        self._queue: deque[np.ndarray] = deque()  # plain mode: actions still to play
+        self._chunks: deque[np.ndarray] = deque(maxlen=chunk)  # ensembling: newest last, each (chunk, A)
+        self._age: deque[int] = deque(maxlen=chunk)  # ensembling: steps since each chunk was pushed
+
+    @property
+    def needs_chunk(self) -> bool:
+        """Whether the next `pop` needs a fresh chunk first (always when ensembling)."""
+        return self.ensemble_coef is not None or not self._queue
+
+    def reset(self) -> None:
+        """Drop every queued action and chunk (episode start, after a fault)."""
+        self._queue.clear()
+        self._chunks.clear()
+        self._age.clear()
+
+    def push(self, chunk: np.ndarray) -> None:
+        """Add a predicted chunk (chunk, A); finite values only."""
+        c = np.asarray(chunk, dtype=np.float64)
+        if c.shape != (self.chunk, self.action_dim):
+            raise InvalidInputError(f"action chunk has shape {c.shape}; expected ({self.chunk}, {self.action_dim})")
+        if not np.isfinite(c).all():
+            raise InvalidInputError("action chunk holds NaN/inf")
+        if self.ensemble_coef is None:
+            self._queue.clear()
+            self._queue.extend(c)
+        else:
+            self._chunks.append(c)
+            self._age.append(0)
+
+    def pop(self) -> np.ndarray:
+        """The action (A,) for this control step."""
+        if self.ensemble_coef is None:
+            if not self._queue:
+                raise InvalidInputError("action queue is empty; push a chunk first (needs_chunk)")
+            return self._queue.popleft()
+        if not self._chunks:
+            raise InvalidInputError("no action chunk to ensemble; push one first")
+        # chunk i (oldest first) was pushed age_i steps ago, so its row age_i is its prediction for now
+        rows = np.stack([c[age] for c, age in zip(self._chunks, self._age, strict=True)])  # (K, A)
+        w = np.exp(-self.ensemble_coef * np.arange(len(rows)))  # w_0 = 1 for the oldest prediction
+        a = (w[:, None] * rows).sum(0) / w.sum()
+        self._age = deque((age + 1 for age in self._age), maxlen=self.chunk)
+        while self._age and self._age[0] >= self.chunk:  # a chunk that no longer covers the next step
+            self._age.popleft()
+            self._chunks.popleft()
+        return a

@@ -1,0 +1,488 @@
+"""Robot adapters: ROS 2 messages → the manifest's observation vector, actions → command messages, safe actions.
+
+An adapter knows one robot family's topics. It declares its input and output slots (which message types each
+takes), which observation terms it can build, and its safe action. Nothing here creates ROS entities, so the
+adapters are plain numpy and testable without DDS; `policy_node` wires them to subscriptions and publishers.
+
+Conventions (shared with `sim_robot_node`):
+- Crazyflie state: `nav_msgs/Odometry`, pose in the world frame (z up), twist in the body frame (REP 105
+  `child_frame_id` convention); the adapter rotates the linear velocity into the world frame.
+- Crazyflie `rpm` policies: `sensor_msgs/JointState` on `motors`, names motor_1..motor_4, `velocity` in rad/s
+  (the manifest's rpm × 2π/60); header stamp = stamp of the state estimate the command was computed from.
+- Crazyflie `ctbr` policies: crazyswarm2's `cmd_vel_legacy` (`geometry_msgs/Twist`) with the firmware's roll
+  and pitch in rate mode (params `flightmode.stabModeRoll/stabModePitch = 0`): linear.x/y = roll/pitch rate
+  [deg/s], angular.z = yaw rate [deg/s], linear.z = thrust as a 16-bit PWM value (`thrust_to_pwm`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from robolearn_ros.messages import ConfigError, quat_to_rotmat
+
+RPM_TO_RAD_S = 2 * math.pi / 60
+MOTOR_NAMES = ["motor_1", "motor_2", "motor_3", "motor_4"]
+PWM_MAX = 65535
+DEFAULT_MAX_THRUST_N = 0.595  # Crazyflie 2.1 at full PWM: 4 × 3.16e-10 N/rpm² × 21702² rpm² (sim_assets/crazyflie)
+
+
+def thrust_to_pwm(thrust_n: float, max_thrust_n: float = DEFAULT_MAX_THRUST_N) -> float:
+    """Collective thrust [N] → crazyswarm2 legacy thrust (0..65535), linear in thrust."""
+    return float(np.clip(thrust_n / max_thrust_n * PWM_MAX, 0.0, PWM_MAX))
+
+
+def pwm_to_thrust(pwm: float, max_thrust_n: float = DEFAULT_MAX_THRUST_N) -> float:
+    """Inverse of `thrust_to_pwm`."""
+    return float(np.clip(pwm, 0.0, PWM_MAX)) / PWM_MAX * max_thrust_n
+
+
+@dataclass
+class Slot:
+    """One input or output of an adapter: the message types it accepts and whether the topic map must give it."""
+
+    types: tuple[str, ...]
+    required: bool = True
+    doc: str = ""
+
+
+@dataclass
+class SafeCommand:
+    """What the adapter commands while the policy is not trusted: physical action and whether the sequence ended."""
+
+    physical: np.ndarray
+    done: bool = False
+    phase: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Adapter:
+    """Base class: slots, provided observation terms, observation assembly, command messages, safe action."""
+
+    kind: ClassVar[str] = ""
+    INPUTS: ClassVar[dict[str, Slot]] = {}
+    OUTPUTS: ClassVar[dict[str, Slot]] = {}
+    OPTIONS: ClassVar[dict[str, Any]] = {}
+    """Option name → default (the topic map's `options:`; unknown names are errors)."""
+
+    def __init__(self, manifest: dict[str, Any], options: dict[str, Any], outputs: set[str]) -> None:
+        unknown = sorted(set(options) - set(self.OPTIONS))
+        if unknown:
+            raise ConfigError(f"topic map: unknown option(s) {unknown} for adapter '{self.kind}'; known: "
+                              f"{sorted(self.OPTIONS)}")
+        self.opt = {**self.OPTIONS, **options}
+        self.manifest = manifest
+        self.obs_terms = manifest["observation"]["terms"]
+        self.action_terms = manifest["action"]["terms"]
+        self.action_dim = int(manifest["action"]["dim"])
+        self.outputs = outputs
+        self.scale = np.array([s for t in self.action_terms for s in t["scale"]], dtype=np.float64)
+        self.offset = np.array([o for t in self.action_terms for o in t["offset"]], dtype=np.float64)
+        self.history = np.zeros((0, self.action_dim))
+        self.now = 0.0  # node time of the observation being built (set by the node before `observation`)
+        for t in self.obs_terms:
+            if t["name"] not in self.provides() and t.get("source") != "last_action":
+                raise ConfigError(f"artifact observation term '{t['name']}' cannot be provided by the '{self.kind}' "
+                                  f"adapter (it provides {sorted(self.provides())} and 'last_action' terms)")
+            if t.get("source") == "last_action" and t["dim"] % self.action_dim:
+                raise ConfigError(f"observation term '{t['name']}' (last_action) has dim {t['dim']}, not a multiple "
+                                  f"of the action dim {self.action_dim}")
+        hist = max([t["dim"] // self.action_dim for t in self.obs_terms if t.get("source") == "last_action"] or [0])
+        self.history = np.zeros((hist, self.action_dim))  # newest first; a = 0 is the neutral action
+        self.check_actions()
+
+    # ---- to override
+
+    def provides(self) -> dict[str, int | None]:
+        """Observation term name → dim (None: any dim) this adapter can build."""
+        raise NotImplementedError
+
+    def check_actions(self) -> None:
+        """Fail (ConfigError naming the term) if the manifest's action terms are not what this adapter commands."""
+
+    def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Observation terms from the latest message per input slot."""
+        raise NotImplementedError
+
+    def commands(self, physical: np.ndarray, stamp: Any, safe: SafeCommand | None = None) -> dict[str, Any]:
+        """Output slot → message for a physical command (already clamped to the limits); `safe` while in a fault."""
+        raise NotImplementedError
+
+    def safe(self, t: float, msgs: dict[str, Any], fresh: bool, last: np.ndarray | None) -> SafeCommand:
+        """Safe physical command `t` seconds into a fault; `fresh`: the inputs are still trustworthy."""
+        raise NotImplementedError
+
+    # ---- shared
+
+    def observation(self, msgs: dict[str, Any]) -> np.ndarray:
+        """The manifest's observation vector (D,) in term order."""
+        built = self.terms(msgs)
+        parts = []
+        for t in self.obs_terms:
+            if t.get("source") == "last_action":
+                parts.append(self.history[: t["dim"] // self.action_dim].reshape(-1))
+            else:
+                v = np.asarray(built[t["name"]], dtype=np.float64).reshape(-1)
+                if v.shape[0] != t["dim"]:
+                    raise ConfigError(f"observation term '{t['name']}' has {v.shape[0]} values from the robot, "
+                                      f"manifest says {t['dim']}")
+                parts.append(v)
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def normalized(self, physical: np.ndarray) -> np.ndarray:
+        """Physical command → normalized action (inverse of offset + scale * a)."""
+        return (np.asarray(physical, dtype=np.float64) - self.offset) / self.scale
+
+    def record(self, normalized: np.ndarray) -> None:
+        """Push the action actually sent into the history (newest first)."""
+        if len(self.history):
+            self.history[1:] = self.history[:-1]
+            self.history[0] = normalized
+
+    def reset_history(self) -> None:
+        """Neutral history after a fault or on activation."""
+        self.history[:] = 0.0
+
+    def action_index(self, name: str) -> slice | None:
+        """Slice of the action vector holding term `name`, or None."""
+        o = 0
+        for t in self.action_terms:
+            if t["name"] == name:
+                return slice(o, o + t["dim"])
+            o += t["dim"]
+        return None
+
+
+def _need_dim(provided: dict[str, int | None], terms: list[dict[str, Any]]) -> None:
+    for t in terms:
+        want = provided.get(t["name"])
+        if t["name"] in provided and want is not None and t["dim"] != want:
+            raise ConfigError(f"artifact observation term '{t['name']}' has dim {t['dim']}; the robot provides {want}")
+
+
+# ---------------------------------------------------------------------------------------------------------- Crazyflie
+class CrazyflieAdapter(Adapter):
+    """Crazyflie through crazyswarm2-style topics: Odometry in, motor speeds (rpm policies) or cmd_vel_legacy out.
+
+    Safe action: hover (the neutral action, a = 0) for `hover_s`, then descend at reduced thrust for `land_s`
+    (stopping early once the fresh state estimate is below `ground_z + 0.03`), then the lowest thrust the
+    manifest allows (motor cut-off itself is the firmware's or crazyswarm2's `stop`, outside the policy's limits).
+    """
+
+    kind = "crazyflie"
+    INPUTS = {
+        "state": Slot(("nav_msgs/msg/Odometry",), True, "state estimate (crazyswarm2 `odom`)"),
+        "goal": Slot(("geometry_msgs/msg/PointStamped",), False, "goal position, world frame"),
+    }
+    OUTPUTS = {
+        "motors": Slot(("sensor_msgs/msg/JointState",), False, "rpm policies: motor speeds [rad/s]"),
+        "cmd_vel_legacy": Slot(("geometry_msgs/msg/Twist",), False, "ctbr policies: rate-mode legacy setpoint"),
+    }
+    OPTIONS = {
+        "goal": [0.0, 0.0, 1.0],
+        "hover_s": 1.0,
+        "land_s": 3.0,
+        "land_thrust_frac": 0.85,
+        "ground_z": 0.0,
+        "takeoff_s": 2.0,
+        "max_thrust_n": DEFAULT_MAX_THRUST_N,
+    }
+
+    def provides(self) -> dict[str, int | None]:
+        """Observation term name → dim this robot provides."""
+        return {"pos_error": 3, "rotation_matrix": 9, "lin_vel": 3, "ang_vel": 3}
+
+    def check_actions(self) -> None:
+        """Check the manifest's action terms and the topic map against this robot."""
+        _need_dim(self.provides(), self.obs_terms)
+        names = [t["name"] for t in self.action_terms]
+        if names == ["motor_rpm"]:
+            self.mode, slot = "rpm", "motors"
+        elif names == ["collective_thrust", "body_rates"]:
+            self.mode, slot = "ctbr", "cmd_vel_legacy"
+        else:
+            raise ConfigError(f"artifact action terms {names} are not a Crazyflie command; expected ['motor_rpm'] or "
+                              "['collective_thrust', 'body_rates']")
+        if slot not in self.outputs:
+            raise ConfigError(f"topic map: '{self.mode}' policies publish on output '{slot}', which the map lacks")
+        goal = self.opt["goal"]
+        if not (isinstance(goal, list) and len(goal) == 3 and all(isinstance(g, int | float) for g in goal)):
+            raise ConfigError(f"topic map: option 'goal' must be 3 numbers, got {goal!r}")
+        self.goal = np.asarray(goal, dtype=np.float64)
+        self._ramp: tuple[np.ndarray, float] | None = None
+
+    def takeoff(self, msgs: dict[str, Any], now: float) -> None:
+        """Move the goal from the current position to `goal` over `takeoff_s` (crazyswarm2's takeoff, as a ramp)."""
+        s = msgs.get("state")
+        if s is None:
+            self._ramp = None
+            return
+        p = s.pose.pose.position
+        self._ramp = (np.array([p.x, p.y, p.z]), now)
+
+    def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Observation terms from the latest messages."""
+        s = msgs["state"]
+        p, q, v, w = s.pose.pose.position, s.pose.pose.orientation, s.twist.twist.linear, s.twist.twist.angular
+        rot = quat_to_rotmat(q.x, q.y, q.z, q.w)
+        goal = self.goal
+        if msgs.get("goal") is not None:
+            g = msgs["goal"].point
+            goal = np.array([g.x, g.y, g.z])
+        elif self._ramp is not None:
+            start, t0 = self._ramp
+            alpha = min(max((self.now - t0) / max(float(self.opt["takeoff_s"]), 1e-9), 0.0), 1.0)
+            goal = start + alpha * (goal - start)
+            if alpha >= 1.0:
+                self._ramp = None
+        return {
+            "pos_error": np.array([p.x, p.y, p.z]) - goal,
+            "rotation_matrix": rot.reshape(-1),  # row-major body-to-world
+            "lin_vel": rot @ np.array([v.x, v.y, v.z]),  # body-frame twist → world frame
+            "ang_vel": np.array([w.x, w.y, w.z]),
+        }
+
+    def commands(self, physical: np.ndarray, stamp: Any, safe: SafeCommand | None = None) -> dict[str, Any]:
+        """Command messages for a clamped physical action."""
+        if self.mode == "rpm":
+            from sensor_msgs.msg import JointState
+
+            msg = JointState()
+            msg.header.stamp = stamp
+            msg.name = MOTOR_NAMES
+            msg.velocity = (physical * RPM_TO_RAD_S).tolist()
+            return {"motors": msg}
+        from geometry_msgs.msg import Twist
+
+        msg = Twist()
+        rates = np.degrees(physical[1:4])
+        msg.linear.x, msg.linear.y, msg.angular.z = float(rates[0]), float(rates[1]), float(rates[2])
+        msg.linear.z = thrust_to_pwm(float(physical[0]), self.opt["max_thrust_n"])
+        return {"cmd_vel_legacy": msg}
+
+    def safe(self, t: float, msgs: dict[str, Any], fresh: bool, last: np.ndarray | None) -> SafeCommand:
+        """The safe physical command `t` s into a fault."""
+        hover = self.offset.copy()  # a = 0: hover thrust, zero body rates
+        low = self.offset + np.minimum(self.scale * self.manifest["action"]["low"],
+                                       self.scale * self.manifest["action"]["high"])
+        if last is None:  # never commanded (e.g. started without a state estimate): do not spin up to hover
+            return SafeCommand(low, done=True, phase="idle")
+        hover_s, land_s = float(self.opt["hover_s"]), float(self.opt["land_s"])
+        on_ground = False
+        if fresh and msgs.get("state") is not None:
+            on_ground = msgs["state"].pose.pose.position.z < float(self.opt["ground_z"]) + 0.03
+        if t < hover_s and not on_ground:
+            return SafeCommand(hover, phase="hover")
+        if t < hover_s + land_s and not on_ground:
+            land = hover.copy()
+            frac = float(self.opt["land_thrust_frac"])
+            if self.mode == "rpm":
+                land[:] = self.offset * math.sqrt(frac)  # thrust ∝ rpm²
+            else:
+                land[0] = self.offset[0] * frac
+            return SafeCommand(land, phase="land")
+        return SafeCommand(low, done=True, phase="landed")
+
+
+# ---------------------------------------------------------------------------------------------------------------- arm
+class ArmAdapter(Adapter):
+    """Arm: JointState in; forward-command Float64MultiArray and/or single-point JointTrajectory out.
+
+    Action term `joint_pos_target` (absolute, rad) or `joint_pos_delta` (added to the measured position).
+    Safe action: hold the last measured position (or the last command if no measurement was ever received).
+    """
+
+    kind = "arm"
+    INPUTS = {"joint_states": Slot(("sensor_msgs/msg/JointState",), True, "measured joint positions/velocities")}
+    OUTPUTS = {
+        "forward_command": Slot(("std_msgs/msg/Float64MultiArray",), False, "ros2_control forward position controller"),
+        "trajectory": Slot(("trajectory_msgs/msg/JointTrajectory",), False, "joint trajectory controller"),
+    }
+    OPTIONS = {"joints": [], "time_from_start_s": 0.0}
+
+    def provides(self) -> dict[str, int | None]:
+        """Observation term name → dim this robot provides."""
+        n = len(self.opt["joints"])
+        return {"joint_pos": n, "joint_vel": n}
+
+    def check_actions(self) -> None:
+        """Check the manifest's action terms and the topic map against this robot."""
+        joints = self.opt["joints"]
+        if not joints or not all(isinstance(j, str) for j in joints):
+            raise ConfigError("topic map: the arm adapter needs option 'joints' (joint names in policy order)")
+        _need_dim(self.provides(), self.obs_terms)
+        names = [t["name"] for t in self.action_terms]
+        if names not in (["joint_pos_target"], ["joint_pos_delta"]):
+            raise ConfigError(f"artifact action terms {names}: the arm adapter commands ['joint_pos_target'] or "
+                              "['joint_pos_delta']")
+        if self.action_dim != len(joints):
+            raise ConfigError(f"artifact action dim {self.action_dim} != {len(joints)} joints in option 'joints'")
+        if not self.outputs:
+            raise ConfigError("topic map: the arm adapter needs output 'forward_command' or 'trajectory'")
+        self.delta = names == ["joint_pos_delta"]
+        self._q: np.ndarray | None = None
+
+    def _joints(self, msg: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and velocities of the configured joints, in policy order."""
+        index = {n: i for i, n in enumerate(msg.name)}
+        missing = [j for j in self.opt["joints"] if j not in index]
+        if missing:
+            raise ValueError(f"joint_states lacks joint(s) {missing}")
+        ids = [index[j] for j in self.opt["joints"]]
+        q = np.array([msg.position[i] for i in ids], dtype=np.float64)
+        dq = np.array([msg.velocity[i] for i in ids], dtype=np.float64) if len(msg.velocity) else np.zeros(len(ids))
+        return q, dq
+
+    def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Observation terms from the latest messages."""
+        q, dq = self._joints(msgs["joint_states"])
+        self._q = q
+        return {"joint_pos": q, "joint_vel": dq}
+
+    def target(self, physical: np.ndarray) -> np.ndarray:
+        """Joint position targets for a physical action (delta actions add the measured position)."""
+        if self.delta:
+            return (self._q if self._q is not None else np.zeros(self.action_dim)) + physical
+        return physical
+
+    def commands(self, physical: np.ndarray, stamp: Any, safe: SafeCommand | None = None) -> dict[str, Any]:
+        """Command messages for a clamped physical action."""
+        q = self.target(physical)
+        out: dict[str, Any] = {}
+        if "forward_command" in self.outputs:
+            from std_msgs.msg import Float64MultiArray
+
+            out["forward_command"] = Float64MultiArray(data=q.tolist())
+        if "trajectory" in self.outputs:
+            from builtin_interfaces.msg import Duration
+            from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+            tfs = float(self.opt["time_from_start_s"])
+            msg = JointTrajectory(joint_names=list(self.opt["joints"]))
+            msg.header.stamp = stamp
+            msg.points = [JointTrajectoryPoint(positions=q.tolist(), time_from_start=Duration(
+                sec=int(tfs), nanosec=int((tfs % 1) * 1e9)))]
+            out["trajectory"] = msg
+        return out
+
+    def safe(self, t: float, msgs: dict[str, Any], fresh: bool, last: np.ndarray | None) -> SafeCommand:
+        """The safe physical command `t` s into a fault."""
+        if self.delta:
+            return SafeCommand(np.zeros(self.action_dim), done=True, phase="hold")  # target = measured position
+        if fresh and msgs.get("joint_states") is not None:
+            try:
+                return SafeCommand(self._joints(msgs["joint_states"])[0], done=True, phase="hold")
+            except ValueError:
+                pass
+        if self._q is not None:
+            return SafeCommand(self._q.copy(), done=True, phase="hold")
+        return SafeCommand(last if last is not None else self.offset.copy(), done=True, phase="hold")
+
+
+# ------------------------------------------------------------------------------------------------------------- legged
+class LeggedAdapter(Adapter):
+    """Legged robot: JointState + Imu (+ optional Twist velocity command) in; targets + gains out.
+
+    Output `joint_command` is a Float64MultiArray of shape (3, n) — rows q_target [rad], kp, kd — with the
+    layout's dim labels "field" and "joint" saying so. Safe action: damping (kp = 0, kd = `damping_kd`,
+    q_target = measured position) or, with `safe_mode: stand`, the action offset (default pose) with the
+    policy gains.
+    """
+
+    kind = "legged"
+    INPUTS = {
+        "joint_states": Slot(("sensor_msgs/msg/JointState",), True, "joint positions/velocities"),
+        "imu": Slot(("sensor_msgs/msg/Imu",), True, "base orientation and gyro"),
+        "cmd_vel": Slot(("geometry_msgs/msg/Twist",), False, "velocity command (vx, vy, yaw rate)"),
+    }
+    OUTPUTS = {"joint_command": Slot(("std_msgs/msg/Float64MultiArray",), True, "(3, n): q_target, kp, kd")}
+    OPTIONS = {"joints": [], "default_joint_pos": [], "kp": 20.0, "kd": 0.5, "damping_kd": 1.0,
+               "safe_mode": "damping"}
+
+    def provides(self) -> dict[str, int | None]:
+        """Observation term name → dim this robot provides."""
+        n = len(self.opt["joints"])
+        return {"base_ang_vel": 3, "projected_gravity": 3, "velocity_command": 3, "joint_pos": n, "joint_pos_rel": n,
+                "joint_vel": n}
+
+    def check_actions(self) -> None:
+        """Check the manifest's action terms and the topic map against this robot."""
+        joints = self.opt["joints"]
+        if not joints:
+            raise ConfigError("topic map: the legged adapter needs option 'joints' (joint names in policy order)")
+        _need_dim(self.provides(), self.obs_terms)
+        names = [t["name"] for t in self.action_terms]
+        if names != ["joint_pos_target"] or self.action_dim != len(joints):
+            raise ConfigError(f"artifact action terms {names} (dim {self.action_dim}): the legged adapter commands "
+                              f"['joint_pos_target'] for its {len(joints)} joints")
+        n = len(joints)
+        default = self.opt["default_joint_pos"] or [0.0] * n
+        if len(default) != n:
+            raise ConfigError(f"topic map: option 'default_joint_pos' has {len(default)} values for {n} joints")
+        self.default = np.asarray(default, dtype=np.float64)
+        self.kp, self.kd = (np.broadcast_to(np.asarray(self.opt[k], dtype=np.float64), (n,)).copy()
+                            for k in ("kp", "kd"))
+        if self.opt["safe_mode"] not in ("damping", "stand"):
+            raise ConfigError(f"topic map: option 'safe_mode' is {self.opt['safe_mode']!r}; choose damping or stand")
+        self._q: np.ndarray | None = None
+
+    def _joints(self, msg: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and velocities of the configured joints, in policy order."""
+        index = {n: i for i, n in enumerate(msg.name)}
+        missing = [j for j in self.opt["joints"] if j not in index]
+        if missing:
+            raise ValueError(f"joint_states lacks joint(s) {missing}")
+        ids = [index[j] for j in self.opt["joints"]]
+        q = np.array([msg.position[i] for i in ids], dtype=np.float64)
+        dq = np.array([msg.velocity[i] for i in ids], dtype=np.float64) if len(msg.velocity) else np.zeros(len(ids))
+        return q, dq
+
+    def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Observation terms from the latest messages."""
+        q, dq = self._joints(msgs["joint_states"])
+        self._q = q
+        imu = msgs["imu"]
+        o, w = imu.orientation, imu.angular_velocity
+        rot = quat_to_rotmat(o.x, o.y, o.z, o.w)
+        cmd = np.zeros(3)
+        if msgs.get("cmd_vel") is not None:
+            c = msgs["cmd_vel"]
+            cmd = np.array([c.linear.x, c.linear.y, c.angular.z])
+        return {
+            "base_ang_vel": np.array([w.x, w.y, w.z]),
+            "projected_gravity": rot.T @ np.array([0.0, 0.0, -1.0]),  # gravity direction in the base frame
+            "velocity_command": cmd,
+            "joint_pos": q,
+            "joint_pos_rel": q - self.default,
+            "joint_vel": dq,
+        }
+
+    def _msg(self, q: np.ndarray, kp: np.ndarray, kd: np.ndarray) -> Any:
+        """The (3, n) command array with its layout."""
+        from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+
+        n = len(q)
+        msg = Float64MultiArray(data=np.concatenate([q, kp, kd]).tolist())
+        msg.layout.dim = [MultiArrayDimension(label="field", size=3, stride=3 * n),
+                          MultiArrayDimension(label="joint", size=n, stride=n)]
+        return msg
+
+    def commands(self, physical: np.ndarray, stamp: Any, safe: SafeCommand | None = None) -> dict[str, Any]:
+        """Command messages for a clamped physical action."""
+        kp, kd = self.kp, self.kd
+        if safe is not None and safe.extra.get("damping"):
+            kp, kd = np.zeros_like(self.kp), np.full_like(self.kd, float(self.opt["damping_kd"]))
+        return {"joint_command": self._msg(physical, kp, kd)}
+
+    def safe(self, t: float, msgs: dict[str, Any], fresh: bool, last: np.ndarray | None) -> SafeCommand:
+        """The safe physical command `t` s into a fault."""
+        if self.opt["safe_mode"] == "stand":
+            return SafeCommand(self.offset.copy(), done=True, phase="stand")
+        q = self._q if self._q is not None else (last if last is not None else self.offset.copy())
+        return SafeCommand(q.copy(), done=True, phase="damping", extra={"damping": True})
+
+
+ADAPTERS: dict[str, type[Adapter]] = {a.kind: a for a in (CrazyflieAdapter, ArmAdapter, LeggedAdapter)}

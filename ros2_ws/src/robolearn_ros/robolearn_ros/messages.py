@@ -1,0 +1,63 @@
+"""Message-type look-up and small numpy helpers shared by the nodes (no rclpy node code here)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any
+
+import numpy as np
+
+
+class ConfigError(Exception):
+    """A node cannot start: bad topic map, parameter, artifact, or a term the robot cannot provide."""
+
+
+def message_class(type_name: str, where: str) -> type:
+    """`pkg/msg/Name` (or `pkg/srv/Name`) → the Python class; fails naming `where` and the type."""
+    parts = type_name.split("/")
+    if len(parts) != 3 or parts[1] not in ("msg", "srv") or not all(parts):
+        raise ConfigError(f"{where}: type '{type_name}' is not of the form 'package/msg/Name'")
+    try:
+        module = importlib.import_module(f"{parts[0]}.{parts[1]}")
+    except ImportError:
+        raise ConfigError(f"{where}: unknown message package '{parts[0]}' in type '{type_name}' (is its ros-* "
+                          "wheel or ROS 2 package installed?)") from None
+    cls = getattr(module, parts[2], None)
+    if cls is None:
+        raise ConfigError(f"{where}: unknown message type '{type_name}'")
+    return cls
+
+
+def type_name(cls: type) -> str:
+    """`pkg/msg/Name` of a message class."""
+    module = cls.__module__.split(".")
+    return f"{module[0]}/{module[1]}/{cls.__name__}"
+
+
+def quat_to_rotmat(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """Body-to-world rotation (3, 3) of a unit quaternion (ROS order x, y, z, w; normalized here)."""
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    if not n > 0:
+        return np.full((3, 3), np.nan)
+    x, y, z, w = x / n, y / n, z / n, w / n
+    xx, yy, zz, xy, xz, yz, wx, wy, wz = x * x, y * y, z * z, x * y, x * z, y * z, w * x, w * y, w * z
+    return np.array(
+        [
+            [1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy)],
+            [2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx)],
+            [2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy)],
+        ]
+    )
+
+
+def stamp_to_s(stamp: Any) -> float:
+    """builtin_interfaces/Time → seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def s_to_stamp(t: float, msg: Any) -> Any:
+    """Fill a builtin_interfaces/Time `msg` from seconds and return it."""
+    sec = math.floor(t)
+    msg.sec, msg.nanosec = int(sec), int(round((t - sec) * 1e9)) % 1_000_000_000
+    return msg
