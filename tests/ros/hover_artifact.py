@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from robolearn.envs import registry
+from robolearn.envs.quadrotor.expert import PDGains, pd_rpm_action
 from robolearn.export import export_policy
 from robolearn.networks.mlp import MLPPolicy
 
@@ -36,10 +37,14 @@ def ctbr_pd_action(obs: torch.Tensor, p, max_rate: float = 6.0, pos_p: float = 2
     return torch.cat((((thrust - weight) / weight).unsqueeze(-1), rates / max_rate), -1).clamp(-1.0, 1.0)
 
 
+# the task's expert without its motor-lag inversion (which reads the action history, and the clone ignores it)
+MEMORYLESS = PDGains(pos_p=1.0, pos_d=1.5, att_p=20.0, att_d=6.0, max_tilt_acc=6.0, lag_compensation=False)
+
+
 def expert(env, obs) -> torch.Tensor:
-    """The task's PD expert (rpm) or the ctbr PD above."""
+    """The task's PD expert, memoryless (rpm), or the ctbr PD above."""
     if env.cfg.action_mode == "rpm":
-        return env.expert_action(obs)
+        return pd_rpm_action(obs["policy"], env.params, MEMORYLESS)
     return ctbr_pd_action(obs["policy"], env.params)
 
 
