@@ -1,8 +1,15 @@
-"""`robolearn train`: train an RL policy on a task from a YAML preset, with command-line overrides.
+"""`robolearn train`: train an RL policy on a task, or an imitation policy (act, diffusion) on a dataset.
 
 robolearn train --config configs/quadrotor-hover-ppo.yaml --seed 1 --algo.lr 3e-4
 robolearn train --task quadrotor-hover --learner td3 --env.num-envs 256
 robolearn train --resume runs/quadrotor-hover-ppo-20261123-120000      # continue a killed run
+
+robolearn train act --dataset demos.zarr --task quadrotor-hover --steps 3000 --policy.chunk-size 10
+robolearn train diffusion --dataset demos.zarr --task quadrotor-hover --set init_max_angle_deg=10 \
+    --policy.num-inference-steps 3 --eval-every 1000
+  imitation options: --dataset D.zarr (required), --task T (evaluation rollouts + shape checks), --set FIELD=VALUE
+  (task config for evaluation), --config PRESET.yaml, --run-dir, and any run/policy field as a flag (--steps,
+  --batch-size, --eval-episodes, --device, --init CKPT, --policy.<field>; `robolearn train act --help` lists them)
 """
 
 from __future__ import annotations
@@ -21,16 +28,57 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML preset (configs/*.yaml)")
     p.add_argument("--task", help="task name (if not in the preset)")
-    p.add_argument("--learner", help="learner name: ppo, td3 (if not in the preset)")
+    p.add_argument("--learner", help="learner name: ppo, td3 (if not in the preset); imitation: `train act|diffusion`")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     p.add_argument("--run-dir", help="write the run here (must not exist yet; default: runs/<task>-<learner>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(accepts_overrides=True)
 
 
+IMITATION = ("act", "diffusion")
+
+
+def run_imitation(kind: str, args: argparse.Namespace, rest: list[str]) -> int:
+    """`robolearn train act|diffusion ...`: build the run config (preset, flags), train, print the summary."""
+    from robolearn.core.config import from_dict
+    from robolearn.learners.imitation import RUN_CFGS, ImitationTrainer
+
+    if args.learner or args.resume:
+        raise ConfigError(f"train {kind}: --learner and --resume are for RL runs (use --init CKPT to start from "
+                          "a checkpoint)")
+    p = argparse.ArgumentParser(prog=f"robolearn train {kind}", add_help=False)
+    p.add_argument("--dataset")
+    p.add_argument("--set", action="append", default=[], dest="env_set")
+    known, overrides = p.parse_known_args(rest)
+    cls = RUN_CFGS[kind]
+    data = load_yaml(args.config) if args.config else {}
+    if known.dataset:
+        data["dataset"] = known.dataset
+    if args.task:
+        data["task"] = args.task
+    if known.env_set:
+        data["env_set"] = [*data.get("env_set", []), *known.env_set]
+    if "dataset" not in data and not any(o in ("-h", "--help") for o in overrides):
+        raise ConfigError(f"train {kind}: no dataset given (use --dataset D.zarr)")
+    data.setdefault("dataset", "")
+    cfg = from_dict(cls, data, source=args.config or "command line")
+    cfg = parse_overrides(cls, cfg, overrides, prog=f"robolearn train {kind}")
+    run_dir = None
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ConfigError(f"{run_dir}: run directory exists and is not empty")
+    summary = ImitationTrainer(cfg, run_dir=run_dir, quiet=args.quiet).train()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the config, train, print the summary."""
     from robolearn.learners.runner import Trainer, load_run_cfg
+
+    if args.overrides and args.overrides[0] in IMITATION:
+        return run_imitation(args.overrides[0], args, args.overrides[1:])
 
     if args.resume:
         if args.config or args.task or args.learner or args.overrides:

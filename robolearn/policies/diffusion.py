@@ -282,12 +282,15 @@ class DiffusionPolicy(nn.Module):
         b, h, _ = a0.shape
         if h != self.cfg.horizon:
             raise PolicyInputError(f"key 'action': batch has {h} steps, the policy's horizon is {self.cfg.horizon}")
+        pad = batch.get(f"{ACTION}_is_pad", torch.zeros(b, h, dtype=torch.bool, device=a0.device))  # (B, H)
+        # the U-Net's convolutions mix neighbouring steps: padded steps take the nearest real action, so that
+        # whatever a padded target holds changes neither the noisy input nor the loss
+        a0 = a0.gather(1, nearest_valid(pad)[..., None].expand_as(a0))
         noise = torch.randn_like(a0)
         t = torch.randint(0, self.cfg.num_train_timesteps, (b,), device=a0.device)
         noisy = self.train_scheduler.add_noise(a0, noise, t)  # a^k = √ᾱ_k a⁰ + √(1-ᾱ_k) ε
         pred = self.net(noisy, t, cond)
         target = noise if self.cfg.prediction_type == "epsilon" else a0
-        pad = batch.get(f"{ACTION}_is_pad", torch.zeros(b, h, dtype=torch.bool, device=a0.device))
         valid = (~pad).unsqueeze(-1).float()  # (B, H, 1)
         mse = ((pred - target).square() * valid).sum() / (valid.sum() * self.action_dim).clamp_min(1)
         return mse, {"mse": float(mse.detach())}
@@ -327,6 +330,19 @@ class DiffusionPolicy(nn.Module):
             chunk = self.predict_action_chunk(window)  # (B, n_action_steps, A)
             self.queue.push(chunk)
         return self.queue.pop()
+
+
+def nearest_valid(pad: Tensor) -> Tensor:
+    """(B, H) padding mask -> (B, H) index of the nearest real step: the last at or before, else the first after.
+
+    Rows that are all padding keep their own indices.
+    """
+    b, h = pad.shape
+    idx = torch.arange(h, device=pad.device).expand(b, h)
+    last = torch.where(pad, -1, idx).cummax(1).values  # last valid at or before t, -1 if none yet
+    first = torch.where(pad, h, idx).flip(1).cummin(1).values.flip(1)  # first valid at or after t, h if none
+    out = torch.where(last >= 0, last, first)
+    return torch.where(out >= h, idx, out)
 
 
 def make_scheduler(cfg: DiffusionConfig, kind: str) -> Any:

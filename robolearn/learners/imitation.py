@@ -1,0 +1,276 @@
+"""The imitation training loop: dataset windows -> policy.forward -> AdamW, with evaluation rollouts and checkpoints.
+
+A run directory holds `config.yaml` (the resolved config), `checkpoints/step_NNNNNN.safetensors` (policy, optimizer
+and RNG state; the policy's description and the run config in the JSON metadata; no pickle), `tb/` (TensorBoard)
+and `summary.json`. Checkpoint files are never overwritten by a failed run: a non-finite loss stops training with
+the step and the batch's samples named, before anything else is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from robolearn.core.checkpoint import load_checkpoint, save_checkpoint
+from robolearn.core.config import save_yaml, to_dict
+from robolearn.core.errors import CheckpointError, RobolearnError
+from robolearn.core.logging import RunLogger, new_run_dir
+from robolearn.core.seeding import rng_state, seed_everything
+from robolearn.data.store import DatasetError, EpisodeStore
+from robolearn.policies.act import ACTConfig
+from robolearn.policies.common import (
+    PolicyInputError,
+    check_task,
+    policy_class,
+    policy_from_description,
+    resolve_features,
+)
+from robolearn.policies.diffusion import DiffusionConfig
+
+
+class NonFiniteLossError(RobolearnError):
+    """The loss became NaN or inf; the message names the step and the samples of the batch."""
+
+
+@dataclass(kw_only=True)
+class ImitationRunCfg:
+    """An imitation run: which policy, dataset and (optional) task, for how long, and where to write."""
+
+    dataset: str
+    """Episode store (zarr) with the demonstrations."""
+    task: str | None = None
+    """Registered task for evaluation rollouts (and shape checks); None: no evaluation."""
+    env_set: tuple[str, ...] = ()
+    """Task config overrides for evaluation, FIELD=VALUE (YAML value), e.g. init_max_angle_deg=10."""
+    seed: int = 0
+    steps: int = 5000
+    """Optimizer steps."""
+    batch_size: int = 64
+    grad_clip: float = 10.0
+    """Clip the gradient norm at this value (0: off)."""
+    device: str = "cpu"
+    """Torch device for the policy (and the evaluation envs)."""
+    threads: int = 0
+    """CPU threads for torch (0: torch's default; 1 is often fastest for small policies on a busy machine)."""
+    num_workers: int = 0
+    """DataLoader workers (0: load in the training process; the dataset is cached in memory when it fits)."""
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    """Save a checkpoint every this many steps (and at the end)."""
+    eval_every: int = 0
+    """Evaluate every this many steps (0: only at the end); needs a task."""
+    eval_episodes: int = 50
+    """Episodes per evaluation, run in parallel in the batched env."""
+    runs_root: str = "runs"
+    name: str = ""
+    """Run name (default: <dataset>-<policy>)."""
+    tensorboard: bool = True
+    init: str | None = None
+    """Start from the policy weights of this checkpoint (same policy kind and features)."""
+
+
+@dataclass(kw_only=True)
+class ACTRunCfg(ImitationRunCfg):
+    """An ACT run."""
+
+    policy: ACTConfig = field(default_factory=ACTConfig)
+
+
+@dataclass(kw_only=True)
+class DiffusionRunCfg(ImitationRunCfg):
+    """A Diffusion Policy run."""
+
+    policy: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+
+RUN_CFGS: dict[str, type[ImitationRunCfg]] = {"act": ACTRunCfg, "diffusion": DiffusionRunCfg}
+
+
+def kind_of(cfg: ImitationRunCfg) -> str:
+    """The policy kind of a run config."""
+    return next(k for k, c in RUN_CFGS.items() if isinstance(cfg, c))
+
+
+def make_eval_env(cfg: ImitationRunCfg, num_envs: int, seed: int) -> Any:
+    """The task's batched env with the run's `env_set` overrides."""
+    from robolearn.envs import registry
+
+    overrides: dict[str, Any] = {"num_envs": num_envs, "device": cfg.device}
+    known = {f.name for f in dataclasses.fields(registry.cfg_class(cfg.task))}
+    for item in cfg.env_set:
+        name, eq, value = item.partition("=")
+        if not eq:
+            raise RobolearnError(f"env_set wants FIELD=VALUE, got '{item}'")
+        if name not in known:
+            raise RobolearnError(f"task '{cfg.task}' has no config field '{name}'; known: {', '.join(sorted(known))}")
+        overrides[name] = yaml.safe_load(value)
+    return registry.make(cfg.task, seed=seed, **overrides)
+
+
+@torch.no_grad()
+def evaluate(policy: Any, env: Any) -> dict[str, float]:
+    """One episode per env copy with `policy.select_action` (actions clamped to the task's limits)."""
+    from robolearn.eval.rollout import evaluate_policy
+
+    was_training = policy.training
+    policy.eval()
+    policy.reset()
+    low, high = env.spec.action.low, env.spec.action.high
+    try:
+        return evaluate_policy(env, lambda obs: policy.select_action(obs).clamp(low, high))
+    finally:
+        policy.reset()
+        policy.train(was_training)
+
+
+def load_policy_checkpoint(path: str | Path, kind: str | None = None, device: str = "cpu") -> tuple[Any, dict]:
+    """The policy of an imitation checkpoint (eval mode) and its metadata; `kind` rejects another policy type."""
+    state, meta = load_checkpoint(path, map_location=device)
+    if "policy" not in meta or "policy" not in state:
+        raise CheckpointError(f"{path}: not an imitation-policy checkpoint (no policy description)")
+    policy = policy_from_description(meta["policy"], state["policy"], expect_kind=kind, where=str(path))
+    return policy.to(device).eval(), meta
+
+
+class ImitationTrainer:
+    """Builds dataset windows, policy, optimizer (and eval env) from a run config and runs the loop."""
+
+    def __init__(self, cfg: ImitationRunCfg, run_dir: Path | None = None, quiet: bool = False) -> None:
+        from robolearn.data.windows import WindowDataset
+
+        self.cfg, self.kind, self.quiet = cfg, kind_of(cfg), quiet
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        store = EpisodeStore(cfg.dataset)
+        if store.num_episodes == 0:
+            raise DatasetError(store.name, "has no episodes to train on")
+        pcfg = cfg.policy  # type: ignore[attr-defined]
+        features = resolve_features(store, pcfg.state_keys, pcfg.image_keys)
+        self.env = None
+        if cfg.task is not None:
+            self.env = make_eval_env(cfg, cfg.eval_episodes, cfg.seed + 10_000)
+            check_task(features, self.env.spec.obs_dims, self.env.spec.action.dim, cfg.task)
+        stats = _dataset_stats(store, list(features))
+        cls = policy_class(self.kind)
+        self.policy = cls(pcfg, features, stats).to(cfg.device)
+        if cfg.init:
+            init, _ = load_policy_checkpoint(cfg.init, kind=self.kind)
+            if init.features != self.policy.features:
+                raise CheckpointError(f"{cfg.init}: policy features {init.features} differ from the dataset's "
+                                      f"{self.policy.features}")
+            self.policy.load_state_dict(init.state_dict())
+        self.dataset = WindowDataset(store, self.policy.deltas)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        self.loader = self.dataset.loader(cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+                                          drop_last=len(self.dataset) >= cfg.batch_size, generator=gen)
+        wd = getattr(pcfg, "weight_decay", 0.0)
+        self.optimizer = torch.optim.AdamW(self.policy.param_groups(), weight_decay=wd)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        if run_dir is None:
+            name = cfg.name or f"{Path(cfg.dataset).stem}-{self.kind}"
+            run_dir = new_run_dir(Path(cfg.runs_root), name)
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, self.run_dir / "config.yaml")
+
+    def save(self) -> Path:
+        """Policy + optimizer + RNG state at the current step; config and policy description in the metadata."""
+        path = self.run_dir / "checkpoints" / f"step_{self.step:06d}.safetensors"
+        state = {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng_state()}
+        meta = {"kind": self.kind, "step": self.step, "policy": self.policy.describe(), "dataset": self.cfg.dataset,
+                "task": self.cfg.task, "config": to_dict(self.cfg), "history": self.history[-100:]}
+        save_checkpoint(path, state, meta)
+        return path
+
+    def evaluate(self) -> dict[str, float]:
+        """Evaluation rollouts in the task's batched env (success rate, return, task metrics)."""
+        if self.env is None:
+            return {}
+        return evaluate(self.policy, self.env)
+
+    def batches(self) -> Any:
+        """Endless training batches (reshuffled every epoch)."""
+        while True:
+            yield from self.loader
+
+    def train(self) -> dict[str, Any]:
+        """Run `steps` optimizer steps; returns the summary (also written to summary.json)."""
+        cfg, policy = self.cfg, self.policy
+        policy.train()
+        start = time.time()
+        last_eval: dict[str, float] = {}
+        samples = 0
+        with RunLogger(self.run_dir, total=cfg.steps, unit="step", desc=f"{Path(cfg.dataset).name} {self.kind}",
+                       tensorboard=cfg.tensorboard, console=not self.quiet) as log:
+            batches = self.batches()
+            while self.step < cfg.steps:
+                batch = next(batches)
+                batch = {k: v.to(cfg.device, non_blocking=True) for k, v in batch.items()}
+                loss, logs = policy(batch)
+                if not torch.isfinite(loss):
+                    idx = batch["index"].tolist()
+                    eps = sorted(set(batch["episode_index"].tolist()))
+                    raise NonFiniteLossError(
+                        f"non-finite loss ({float(loss)}) at step {self.step + 1}: batch of frames {_short(idx)} "
+                        f"from episodes {_short(eps)} of {cfg.dataset}; nothing was saved for this step")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = (torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+                             if cfg.grad_clip > 0 else torch.zeros(()))
+                self.optimizer.step()
+                if hasattr(policy, "ema_update"):
+                    policy.ema_update()
+                self.step += 1
+                samples += len(batch["index"])
+                log.update(1)
+                metrics: dict[str, float] = {}
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    elapsed = time.time() - start
+                    metrics = {"loss": float(loss.detach()), **{f"loss/{k}": v for k, v in logs.items()},
+                               "grad_norm": float(grad_norm), "time/samples_per_s": samples / max(elapsed, 1e-9)}
+                if self.env is not None and ((cfg.eval_every and self.step % cfg.eval_every == 0)
+                                             or self.step == cfg.steps):
+                    last_eval = {f"eval/{k}": v for k, v in self.evaluate().items()}
+                    metrics.update(last_eval)
+                if metrics:
+                    log.log(self.step, metrics, main=("loss", "eval/success"))
+                    self.history.append({"step": self.step, **metrics})
+                if self.step % cfg.checkpoint_every == 0 and self.step != cfg.steps:
+                    self.save()
+        ckpt = self.save()
+        summary = {"run_dir": str(self.run_dir), "checkpoint": str(ckpt), "policy": self.kind, "steps": self.step,
+                   "samples": samples, "elapsed_s": round(time.time() - start, 3),
+                   "final_loss": self.history[-1].get("loss") if self.history else None, **last_eval}
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+
+def _dataset_stats(store: EpisodeStore, keys: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """The dataset's stored statistics for `keys`, or computed now (not stored) when absent or stale."""
+    from robolearn.data.stats import compute_stats, load_stats
+
+    try:
+        stats = load_stats(store)
+        if all(k in stats for k in keys):
+            return stats
+    except DatasetError:
+        pass
+    return compute_stats(store, keys)
+
+
+def _short(values: list[int], n: int = 8) -> str:
+    return "[" + ", ".join(map(str, values[:n])) + (", ..." if len(values) > n else "") + "]"
+
+
+__all__ = ["ACTRunCfg", "DiffusionRunCfg", "ImitationRunCfg", "ImitationTrainer", "NonFiniteLossError",
+           "PolicyInputError", "evaluate", "load_policy_checkpoint"]
