@@ -220,8 +220,9 @@ class ImitationTrainer:
                 if not torch.isfinite(loss):
                     idx = batch["index"].tolist()
                     eps = sorted(set(batch["episode_index"].tolist()))
+                    value = float(loss.detach())
                     raise NonFiniteLossError(
-                        f"non-finite loss ({float(loss)}) at step {self.step + 1}: batch of frames {_short(idx)} "
+                        f"non-finite loss ({value}) at step {self.step + 1}: batch of frames {_short(idx)} "
                         f"from episodes {_short(eps)} of {cfg.dataset}; nothing was saved for this step")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -43,3 +43,45 @@ def tiny_diffusion(**kw) -> DiffusionConfig:
                               "kernel_size": 3, "n_groups": 4, "timestep_embed_dim": 8, "num_train_timesteps": 20,
                               "num_inference_steps": 5, "backbone_width": 4, "spatial_keypoints": 4,
                               "image_shift": 2, **kw})
+
+
+EASY_HOVER = ("init_max_angle_deg=10", "init_lin_vel=0.2", "init_ang_vel=0.2", "episode_length_s=2")
+
+
+def hover_demos(path: str | Path, episodes: int = 16, seed: int = 0, noise: float = 0.0) -> Path:
+    """Scripted-expert quadrotor-hover demos from easy starts, recorded in one batched rollout (one episode per env).
+
+    With `noise` the executed action is the expert's plus Gaussian noise while the recorded label stays the expert's
+    (DART, Laskey et al. 2017): the demos then show how to recover from the small errors a learned policy makes.
+    """
+    import torch
+    import yaml
+
+    from robolearn.envs import registry
+    from robolearn.teleop.collect import dataset_features
+
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=") for s in EASY_HOVER)}
+    env = registry.make("quadrotor-hover", seed=seed, num_envs=episodes, **overrides)
+    feats, _ = dataset_features(env, camera=False)
+    keep = {"observation.policy", "action"}
+    gen = torch.Generator().manual_seed(seed)
+    obs = env.reset()
+    frames: dict[str, list] = {k: [] for k in keep}
+    alive = torch.ones(episodes, dtype=torch.bool)
+    ends = torch.full((episodes,), env.cfg.max_episode_steps)
+    with torch.no_grad():
+        for t in range(env.cfg.max_episode_steps):
+            frames["observation.policy"].append(obs["policy"].clone())
+            expert = env.expert_action(obs)
+            frames["action"].append(expert.clamp(env.spec.action.low, env.spec.action.high))
+            res = env.step(expert + noise * torch.randn(expert.shape, generator=gen))
+            done = (res.terminated | res.truncated) & alive
+            ends[done] = t + 1
+            alive &= ~done
+            obs = res.obs
+    data = {k: torch.stack(v, 1).numpy() for k, v in frames.items()}  # (N, T, D)
+    with EpisodeWriter(path, {k: feats[k] for k in keep}, fps=env.spec.action.rate_hz, durable=False) as w:
+        for i in range(episodes):
+            w.add_episode({k: v[i, :int(ends[i])] for k, v in data.items()})
+    save_stats(path, compute_stats(path))
+    return Path(path)
