@@ -1,0 +1,152 @@
+"""Benchmarks of the imitation policies: training throughput and inference latency per action chunk.
+
+robolearn bench act-train --json [--batch-size 64 --steps 30 --device cpu --threads 0 --images]
+robolearn bench diffusion-train --json [same options]
+robolearn bench policy-latency --json [--repeats 20 --device cpu --threads 1]
+
+Training figures include the data pipeline (WindowDataset batches from a synthetic zarr store of state-only
+quadrotor-sized demos: 146-dim observation, 4-dim action; `--images` adds a 96x96 camera) and the optimizer step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robolearn.policies.act import ACTConfig, ACTPolicy
+from robolearn.policies.diffusion import DiffusionConfig, DiffusionPolicy
+
+STATE_DIM, ACTION_DIM, CAM = 146, 4, "observation.images.camera"
+
+
+def _synthetic_store(path: Path, frames: int, images: bool) -> Any:
+    from robolearn.data.stats import compute_stats, save_stats
+    from robolearn.data.store import EpisodeStore, EpisodeWriter, Feature
+
+    rng = np.random.default_rng(0)
+    feats = {"observation.policy": Feature((STATE_DIM,)), "action": Feature((ACTION_DIM,))}
+    if images:
+        feats[CAM] = Feature((96, 96, 3), "uint8", axes=("height", "width", "channel"))
+    with EpisodeWriter(path, feats, fps=100.0, durable=False) as w:
+        for _ in range(max(1, frames // 200)):
+            ep = {"observation.policy": rng.normal(size=(200, STATE_DIM)).astype(np.float32),
+                  "action": rng.uniform(-1, 1, size=(200, ACTION_DIM)).astype(np.float32)}
+            if images:
+                ep[CAM] = rng.integers(0, 256, (200, 96, 96, 3), dtype=np.uint8)
+            w.add_episode(ep)
+    save_stats(path, compute_stats(path))
+    return EpisodeStore(path)
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"robolearn bench {prog}")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=30, help="timed optimizer steps (after 3 warm-up steps)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--images", action="store_true", help="add a 96x96 camera")
+    return p
+
+
+def _train_bench(kind: str, args: list[str]) -> dict[str, Any]:
+    from robolearn.data.stats import load_stats
+    from robolearn.data.windows import WindowDataset
+    from robolearn.policies.common import resolve_features
+
+    a = _parser(f"{kind}-train").parse_args(args)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cls, cfg = (ACTPolicy, ACTConfig()) if kind == "act" else (DiffusionPolicy, DiffusionConfig())
+    with tempfile.TemporaryDirectory() as tmp:
+        store = _synthetic_store(Path(tmp) / "bench.zarr", 2000 if a.images else 10_000, a.images)
+        torch.manual_seed(0)
+        policy = cls(cfg, resolve_features(store, cfg.state_keys, cfg.image_keys), load_stats(store)).to(a.device)
+        ds = WindowDataset(store, policy.deltas)
+        loader = ds.loader(a.batch_size, drop_last=True)
+        opt = torch.optim.AdamW(policy.param_groups())
+
+        def batches() -> Any:
+            while True:
+                yield from loader
+
+        it = batches()
+
+        def step() -> None:
+            batch = {k: v.to(a.device, non_blocking=True) for k, v in next(it).items()}
+            loss, _ = policy(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if hasattr(policy, "ema_update"):
+                policy.ema_update()
+
+        for _ in range(3):
+            step()
+        _sync(a.device)
+        start = time.perf_counter()
+        for _ in range(a.steps):
+            step()
+        _sync(a.device)
+        elapsed = time.perf_counter() - start
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    return {"samples_per_s": round(a.steps * a.batch_size / elapsed, 1), "batch_size": a.batch_size,
+            "params": trainable, "step_ms": round(1000 * elapsed / a.steps, 2), "device": a.device,
+            "images": a.images, "config": "default " + ("ACTConfig" if kind == "act" else "DiffusionConfig")}
+
+
+def act_train(args: list[str]) -> dict[str, Any]:
+    """ACT training throughput (default ACTConfig)."""
+    return _train_bench("act", args)
+
+
+def diffusion_train(args: list[str]) -> dict[str, Any]:
+    """Diffusion Policy training throughput (default DiffusionConfig)."""
+    return _train_bench("diffusion", args)
+
+
+def policy_latency(args: list[str]) -> dict[str, Any]:
+    """Milliseconds per predicted action chunk, batch 1, state-only default configs: ACT and diffusion samplers."""
+    p = argparse.ArgumentParser(prog="robolearn bench policy-latency")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (a robot computer: 1-2)")
+    a = p.parse_args(args)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    feats = {"observation.policy": (STATE_DIM,), "action": (ACTION_DIM,)}
+    torch.manual_seed(0)
+    variants: dict[str, tuple[Any, dict[str, Any]]] = {"act": (ACTPolicy(ACTConfig(), feats), {})}
+    for name, sampler, steps in [("diffusion-ddpm100", "ddpm", 100), ("diffusion-ddim10", "ddim", 10),
+                                 ("diffusion-ddim3", "ddim", 3)]:
+        variants[name] = (DiffusionPolicy(DiffusionConfig(sampler=sampler, num_inference_steps=steps,
+                                                          num_train_timesteps=100), feats), {})
+    results: dict[str, Any] = {}
+    for name, (policy, _) in variants.items():
+        policy = policy.to(a.device).eval()
+        t_obs = 1 if name == "act" else policy.cfg.n_obs_steps
+        obs = {"observation.policy": torch.randn(1, STATE_DIM, device=a.device)}
+        if t_obs > 1:
+            obs = {k: v[:, None].expand(1, t_obs, STATE_DIM) for k, v in obs.items()}
+        policy.predict_action_chunk(obs)  # warm-up
+        times = []
+        for _ in range(a.repeats):
+            _sync(a.device)
+            start = time.perf_counter()
+            policy.predict_action_chunk(obs)
+            _sync(a.device)
+            times.append(1000 * (time.perf_counter() - start))
+        params = sum(x.numel() for n, x in policy.named_parameters() if not n.startswith("ema."))
+        results[name] = {"ms_per_chunk": round(float(np.median(times)), 3),
+                         "ms_p90": round(float(np.quantile(times, 0.9)), 3), "runtime": "torch", "params": params}
+    return {"results": results, "device": a.device, "threads": torch.get_num_threads(), "batch": 1}
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
