@@ -297,10 +297,11 @@ class DiffusionPolicy(nn.Module):
 
     # ---- inference ---------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, cond: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Run the sampler from N(0, I): normalized action sequences (B, H, A)."""
+    def sample(self, cond: Tensor, generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
+        """Run the sampler from N(0, I) (or from `noise` (B, H, A)): normalized action sequences (B, H, A)."""
         net, sch = self.inference_net, self.sample_scheduler
-        x = torch.randn(cond.shape[0], self.cfg.horizon, self.action_dim, device=cond.device, generator=generator)
+        x = noise if noise is not None else torch.randn(cond.shape[0], self.cfg.horizon, self.action_dim,
+                                                         device=cond.device, generator=generator)
         steps = self.cfg.num_train_timesteps if self.cfg.sampler == "ddpm" else self.cfg.num_inference_steps
         sch.set_timesteps(steps)
         for t in sch.timesteps:
