@@ -1,4 +1,9 @@
-"""`robolearn export RUN_DIR`: write the policy artifact (weights + manifest + ONNX, optionally C)."""
+"""`robolearn export RUN_DIR`: write the policy artifact (weights + manifest + ONNX, optionally C).
+
+Imitation runs (`robolearn train act|diffusion`) export as chunk-policy artifacts: ACT as one ONNX graph, Diffusion
+Policy as observation encoder + denoiser ONNX graphs with a fixed-step DDIM sampler in the runtime
+(`--sampler-steps N`, default the policy's inference steps); see robolearn/export/chunked.py.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,51 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="what to generate besides weights + manifest (default: onnx c)")
     p.add_argument("--checkpoint", help="checkpoint file (default: the latest)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing artifact directory")
+    p.add_argument("--sampler-steps", type=int, help="diffusion policies: DDIM steps of the exported sampler")
+
+
+def _imitation_checkpoint(run_dir: Path, checkpoint: str | None) -> tuple[Path, dict] | None:
+    """The checkpoint and metadata of an imitation run, or None for an RL run."""
+    from robolearn.core.checkpoint import latest_checkpoint, load_checkpoint
+
+    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None or not ckpt.name.startswith("step_") and not checkpoint:
+        return None
+    _, meta = load_checkpoint(ckpt)
+    return (ckpt, meta) if meta.get("kind") in ("act", "diffusion") else None
+
+
+def run_imitation(args: argparse.Namespace, ckpt: Path, meta: dict) -> int:
+    """Export an ACT / Diffusion Policy checkpoint as a chunk-policy artifact."""
+    import shutil
+
+    from robolearn.core.errors import RobolearnError
+    from robolearn.export.chunked import export_chunk_policy
+    from robolearn.learners.imitation import load_policy_checkpoint
+
+    policy, meta = load_policy_checkpoint(ckpt)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "artifact"
+    if out.exists() and any(out.iterdir()):
+        if not args.overwrite:
+            raise RobolearnError(f"{out}: exists and is not empty (use --overwrite)")
+        if not (out / "manifest.json").exists():
+            raise RobolearnError(f"{out}: not an artifact directory; refusing to replace it")
+        shutil.rmtree(out)
+    extra: dict = {"source": {"run": str(Path(args.run_dir).resolve()), "checkpoint": ckpt.name,
+                              "dataset": meta.get("dataset")}, "task": meta.get("task")}
+    if meta.get("task"):
+        from robolearn.envs import registry
+
+        spec = registry.make(meta["task"], num_envs=1).spec
+        extra["observation_terms"] = {g: [t.to_dict() for t in terms] for g, terms in spec.obs_terms.items()
+                                      if g == "policy"}
+        extra["action_spec"] = spec.action.to_dict()
+    path = export_chunk_policy(policy, out, num_inference_steps=args.sampler_steps, extra=extra)
+    print(f"artifact: {path}")
+    for f in sorted(path.rglob("*")):
+        if f.is_file():
+            print(f"  {f.relative_to(path)}  ({f.stat().st_size:,} bytes)")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     from robolearn.export import export_policy
     from robolearn.learners.runner import load_policy
 
+    found = _imitation_checkpoint(Path(args.run_dir), args.checkpoint)
+    if found is not None:
+        return run_imitation(args, *found)
     cfg, policy, ckpt = load_policy(args.run_dir, args.checkpoint)
     env = registry.make(cfg.task, dataclasses.replace(cfg.env, num_envs=1))
     out = Path(args.out) if args.out else Path(args.run_dir) / "artifact"

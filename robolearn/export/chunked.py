@@ -129,7 +129,7 @@ class ChunkPolicyRuntime:
     (H, W, C) uint8 images; the diffusion runtime keeps the last n_obs_steps observations itself.
     """
 
-    def __init__(self, path: str | Path, threads: int = 1) -> None:
+    def __init__(self, path: str | Path, threads: int = 1, sampler_steps: int | None = None) -> None:
         ort = require("onnxruntime", "export")
         self.path = Path(path)
         try:
@@ -158,6 +158,12 @@ class ChunkPolicyRuntime:
                                  ensemble_coef=coef)
         self._hist: list[dict[str, np.ndarray]] = []
         self.rng = np.random.default_rng(0)
+        if sampler_steps is not None and self.kind == "diffusion":
+            k = self.manifest["sampler"]["num_train_timesteps"]
+            if not 1 <= sampler_steps <= k:
+                raise ValueError(f"sampler_steps must be in 1..{k}, got {sampler_steps}")
+            # diffusers' DDIM "leading" spacing: t = i * (K // steps), i = steps-1 .. 0
+            self.manifest["sampler"]["timesteps"] = [i * (k // sampler_steps) for i in reversed(range(sampler_steps))]
 
     def _feed(self, obs: dict[str, np.ndarray], windowed: bool) -> dict[str, np.ndarray]:
         from robolearn.export.runtime import InvalidInputError

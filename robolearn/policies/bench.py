@@ -116,6 +116,8 @@ def policy_latency(args: list[str]) -> dict[str, Any]:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (a robot computer: 1-2)")
+    p.add_argument("--runtime", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"],
+                   help="torch: the policy module; onnx: the exported artifact in ONNX Runtime (CPU)")
     a = p.parse_args(args)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -127,6 +129,10 @@ def policy_latency(args: list[str]) -> dict[str, Any]:
         variants[name] = (DiffusionPolicy(DiffusionConfig(sampler=sampler, num_inference_steps=steps,
                                                           num_train_timesteps=100), feats), {})
     results: dict[str, Any] = {}
+    if "onnx" in a.runtime:
+        results.update(_onnx_latency(variants, a.repeats, a.threads or 1))
+    if "torch" not in a.runtime:
+        return {"results": results, "device": "cpu", "threads": a.threads, "batch": 1}
     for name, (policy, _) in variants.items():
         policy = policy.to(a.device).eval()
         t_obs = 1 if name == "act" else policy.cfg.n_obs_steps
@@ -145,6 +151,34 @@ def policy_latency(args: list[str]) -> dict[str, Any]:
         results[name] = {"ms_per_chunk": round(float(np.median(times)), 3),
                          "ms_p90": round(float(np.quantile(times, 0.9)), 3), "runtime": "torch", "params": params}
     return {"results": results, "device": a.device, "threads": torch.get_num_threads(), "batch": 1}
+
+
+def _onnx_latency(variants: dict[str, Any], repeats: int, threads: int) -> dict[str, Any]:
+    """Milliseconds per chunk through `ChunkPolicyRuntime` (ONNX Runtime, CPU); one export serves all samplers."""
+    from robolearn.export.chunked import ChunkPolicyRuntime, export_chunk_policy
+
+    out: dict[str, Any] = {}
+    rng = np.random.default_rng(0)
+    obs = {"observation.policy": rng.normal(size=STATE_DIM).astype(np.float32)}
+    with tempfile.TemporaryDirectory() as tmp:
+        export_chunk_policy(variants["act"][0], Path(tmp) / "act")
+        export_chunk_policy(variants["diffusion-ddim10"][0], Path(tmp) / "diffusion")
+        # the runtime's sampler is DDIM (eta 0) at any step count: the 100-step figure is DDIM-100, not DDPM
+        for name, steps in [("act", None), ("diffusion-ddim100", 100), ("diffusion-ddim10", 10),
+                            ("diffusion-ddim3", 3)]:
+            rt = ChunkPolicyRuntime(Path(tmp) / ("act" if name == "act" else "diffusion"), threads=threads,
+                                    sampler_steps=steps)
+            x = obs if name == "act" else {k: np.stack([v, v]) for k, v in obs.items()}
+            rt.predict_chunk(x)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                rt.predict_chunk(x)
+                times.append(1000 * (time.perf_counter() - start))
+            out[f"{name}-onnx"] = {"ms_per_chunk": round(float(np.median(times)), 3),
+                                   "ms_p90": round(float(np.quantile(times, 0.9)), 3), "runtime": "onnxruntime",
+                                   "sampler": "ddim (eta 0)" if steps else None, "steps": steps}
+    return out
 
 
 def _sync(device: str) -> None:
