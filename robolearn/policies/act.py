@@ -26,6 +26,7 @@ from robolearn.policies.common import (
     ChunkQueue,
     Normalizer,
     PolicyInputError,
+    color_jitter,
     is_image,
     obs_to_batch,
     random_shift,
@@ -64,6 +65,8 @@ class ACTConfig:
     """Optional local safetensors file with pretrained backbone weights (never downloaded)."""
     image_shift: int = 4
     """Training augmentation: random shift of camera images by up to this many pixels (0: off)."""
+    color_jitter: float = 0.0
+    """Training augmentation: random brightness and contrast factors in 1 ± this (0: off)."""
     lr: float = 1e-4
     lr_backbone: float = 1e-5
     weight_decay: float = 1e-4
@@ -180,6 +183,8 @@ class ACTPolicy(nn.Module):
             if tuple(x.shape[1:]) != self.features[k]:
                 raise PolicyInputError(f"key '{k}': got images {tuple(x.shape[1:])}, the policy was built for "
                                        f"{self.features[k]}")
+            if augment and self.cfg.color_jitter > 0:
+                x = color_jitter(x.float(), self.cfg.color_jitter)
             x = self.normalizer.normalize(k, x).permute(0, 3, 1, 2)  # (B, C, H, W)
             if augment and self.cfg.image_shift > 0:
                 x = random_shift(x, self.cfg.image_shift)

@@ -241,3 +241,14 @@ def policy_from_description(desc: Mapping[str, Any], state: Mapping[str, Tensor]
     if state is not None:
         policy.load_state_dict(dict(state))
     return policy
+
+
+def color_jitter(x: Tensor, amount: float) -> Tensor:
+    """Random brightness and contrast per image, factors in U(1 - amount, 1 + amount); (N, H, W, C) in 0..255."""
+    n = x.shape[0]
+    shape = (n,) + (1,) * (x.ndim - 1)
+    brightness = 1 + amount * (2 * torch.rand(shape, device=x.device) - 1)
+    contrast = 1 + amount * (2 * torch.rand(shape, device=x.device) - 1)
+    mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
+    return (((x * brightness) - mean) * contrast + mean).clamp(0, 255)
+

@@ -27,6 +27,7 @@ from robolearn.policies.common import (
     ChunkQueue,
     Normalizer,
     PolicyInputError,
+    color_jitter,
     is_image,
     obs_to_batch,
     random_shift,
@@ -66,6 +67,8 @@ class DiffusionConfig:
     spatial_keypoints: int = 32
     image_shift: int = 4
     """Training augmentation: random shift of camera images by up to this many pixels (0: off)."""
+    color_jitter: float = 0.0
+    """Training augmentation: random brightness and contrast factors in 1 ± this (0: off)."""
     ema_power: float = 0.75
     """EMA decay warm-up: decay_k = min(ema_max, 1 - (1 + k)^-power) (Chi et al.'s schedule with inv_gamma = 1)."""
     ema_max: float = 0.9999
@@ -268,6 +271,8 @@ class DiffusionPolicy(nn.Module):
             if x.ndim != 5 or tuple(x.shape[2:]) != self.features[k]:
                 raise PolicyInputError(f"key '{k}': expected (B, {to}, {', '.join(map(str, self.features[k]))}), "
                                        f"got {tuple(x.shape)}")
+            if augment and self.cfg.color_jitter > 0:
+                x = color_jitter(x.float().flatten(0, 1), self.cfg.color_jitter).reshape(x.shape)
             y = self.normalizer.normalize(k, x).permute(0, 1, 4, 2, 3)  # (B, To, C, H, W)
             if augment and self.cfg.image_shift > 0:
                 y = random_shift(y.flatten(0, 1), self.cfg.image_shift).reshape(y.shape)

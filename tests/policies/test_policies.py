@@ -220,3 +220,26 @@ def test_state_only_policies(tmp_path):
 
 def test_fixture_golden_files_exist():
     assert {p.name for p in Path(GOLDEN).glob("*.json")} >= {"act.json", "diffusion.json"}
+
+
+@pytest.mark.parametrize("kind", ["act", "diffusion"])
+def test_image_augmentation_only_in_training(kind, fixture_store):
+    policy = build(kind, fixture_store, color_jitter=0.3, image_shift=2)
+    batch = WindowDataset(fixture_store, policy.deltas).get_batch(list(range(6)))
+    policy.eval()  # no augmentation: the loss is a function of the seed only
+    torch.manual_seed(3)
+    a = policy(batch)[0]
+    torch.manual_seed(3)
+    assert torch.equal(a, policy(batch)[0])
+    policy.train()
+    torch.manual_seed(3)
+    assert torch.isfinite(policy(batch)[0])
+
+
+def test_color_jitter_range():
+    from robolearn.policies.common import color_jitter
+
+    x = torch.full((4, 8, 8, 3), 128.0)
+    y = color_jitter(x, 0.5)
+    assert y.shape == x.shape and (y >= 0).all() and (y <= 255).all()
+    assert not torch.equal(x, y)
