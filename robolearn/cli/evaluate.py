@@ -2,6 +2,8 @@
 
 A run directory evaluates the latest checkpoint's actor in torch; an artifact directory (with manifest.json)
 evaluates the exported policy through the deployment runtime (ONNX Runtime), exactly as a robot runs it.
+An imitation run (`robolearn train act|diffusion`) is evaluated on its task with the run's `--set` overrides,
+through the policy's action queue (temporal ensembling / receding horizon).
 """
 
 from __future__ import annotations
@@ -32,11 +34,30 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and write the report."""
     from robolearn.envs import registry
     from robolearn.eval.rollout import evaluate_policy
+    from robolearn.learners.imitation import find_imitation_checkpoint
     from robolearn.learners.runner import load_policy, load_run_cfg
 
     path = Path(args.path)
     expert_task = args.path.split(":", 1)[1] if args.path.startswith("expert:") else None
-    if expert_task is not None:
+    imitation = find_imitation_checkpoint(path) if path.is_dir() and expert_task is None else None
+    if imitation is not None:
+        from robolearn.learners.imitation import load_policy_checkpoint, make_eval_env, run_cfg_from_meta
+
+        ckpt, meta = imitation
+        il_cfg = run_cfg_from_meta(meta, str(ckpt))
+        if il_cfg.task is None:
+            raise RobolearnError(f"{path}: the run was trained without --task; nothing to evaluate on")
+        il_policy, _ = load_policy_checkpoint(ckpt, device=il_cfg.device)
+        task = expert_task = il_cfg.task  # the env is built here, not from an RL config below
+        env = make_eval_env(il_cfg, args.episodes, args.seed)
+        low, high = env.spec.action.low, env.spec.action.high
+        il_policy.reset()
+
+        def policy(obs: dict) -> torch.Tensor:
+            return il_policy.select_action(obs).clamp(low, high)
+
+        label, out = f"{path.name} ({ckpt.name}, {meta['kind']})", Path(args.out or path / "eval")
+    elif expert_task is not None:
         task, env_cfg = expert_task, registry.cfg_class(expert_task)()
         env = registry.make(task, dataclasses.replace(env_cfg, num_envs=args.episodes), seed=args.seed)
         if not hasattr(env, "expert_action"):

@@ -25,17 +25,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler-steps", type=int, help="diffusion policies: DDIM steps of the exported sampler")
 
 
-def _imitation_checkpoint(run_dir: Path, checkpoint: str | None) -> tuple[Path, dict] | None:
-    """The checkpoint and metadata of an imitation run, or None for an RL run."""
-    from robolearn.core.checkpoint import latest_checkpoint, load_checkpoint
-
-    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
-    if ckpt is None or not ckpt.name.startswith("step_") and not checkpoint:
-        return None
-    _, meta = load_checkpoint(ckpt)
-    return (ckpt, meta) if meta.get("kind") in ("act", "diffusion") else None
-
-
 def run_imitation(args: argparse.Namespace, ckpt: Path, meta: dict) -> int:
     """Export an ACT / Diffusion Policy checkpoint as a chunk-policy artifact."""
     import shutil
@@ -75,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
     from robolearn.envs import registry
     from robolearn.export import export_policy
+    from robolearn.learners.imitation import find_imitation_checkpoint
     from robolearn.learners.runner import load_policy
 
-    found = _imitation_checkpoint(Path(args.run_dir), args.checkpoint)
+    found = find_imitation_checkpoint(Path(args.run_dir), args.checkpoint)
     if found is not None:
         return run_imitation(args, *found)
     cfg, policy, ckpt = load_policy(args.run_dir, args.checkpoint)

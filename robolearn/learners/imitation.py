@@ -140,6 +140,25 @@ def load_policy_checkpoint(path: str | Path, kind: str | None = None, device: st
     return policy.to(device).eval(), meta
 
 
+def find_imitation_checkpoint(run_dir: str | Path, checkpoint: str | Path | None = None
+                              ) -> tuple[Path, dict[str, Any]] | None:
+    """The (latest, unless named) checkpoint of an imitation run and its metadata; None for other runs."""
+    from robolearn.core.checkpoint import latest_checkpoint
+
+    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(Path(run_dir) / "checkpoints")
+    if ckpt is None or (not checkpoint and not ckpt.name.startswith("step_")):
+        return None
+    _, meta = load_checkpoint(ckpt)
+    return (ckpt, meta) if meta.get("kind") in RUN_CFGS else None
+
+
+def run_cfg_from_meta(meta: dict[str, Any], where: str) -> ImitationRunCfg:
+    """The run config saved in an imitation checkpoint's metadata."""
+    from robolearn.core.config import from_dict
+
+    return from_dict(RUN_CFGS[meta["kind"]], meta["config"], source=where)
+
+
 class ImitationTrainer:
     """Builds dataset windows, policy, optimizer (and eval env) from a run config and runs the loop."""
 

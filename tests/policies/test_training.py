@@ -77,6 +77,15 @@ def test_cli_trains_and_checkpoints(kind, tmp_path, capsys):
                "--run-dir", str(tmp_path / "run2")])
     assert rc == 2
     assert f"holds a '{kind}' policy, not '{other}'" in capsys.readouterr().err
+    # eval needs the task the run was trained for
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "2"]) == 2
+    assert "trained without --task" in capsys.readouterr().err
+    if kind == "act":  # export of an imitation run: a chunk-policy artifact (round trips: test_export.py)
+        pytest.importorskip("onnxruntime")
+        assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "art")]) == 0
+        manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
+        assert manifest["policy"]["kind"] == "act" and manifest["policy"]["chunk_size"] == 4
+        assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "art")]) == 2  # no overwrite
 
 
 def test_cli_shape_mismatch_with_the_task(tmp_path, capsys):
