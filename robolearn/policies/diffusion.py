@@ -49,11 +49,18 @@ class DiffusionConfig:
     """Predicted action sequence length (H), starting at the oldest observation step."""
     n_action_steps: int = 8
     """Actions executed per prediction (receding horizon)."""
+    denoiser: str = "unet"
+    """Noise-prediction network: unet (1-D temporal U-Net, FiLM) or transformer (Chi et al.'s time-series
+    transformer: action tokens cross-attend to [timestep, observation] tokens)."""
     down_dims: tuple[int, ...] = (64, 128, 256)
     """U-Net channels per level."""
     kernel_size: int = 5
     n_groups: int = 8
     timestep_embed_dim: int = 128
+    transformer_dim: int = 128
+    transformer_heads: int = 4
+    transformer_layers: int = 4
+    transformer_dropout: float = 0.0
     num_train_timesteps: int = 100
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"
@@ -139,8 +146,38 @@ class ConditionalUnet1D(nn.Module):
         return self.final(h).transpose(1, 2)  # (B, T, A)
 
 
+class TransformerDenoiser(nn.Module):
+    """Action tokens (B, H, d) cross-attend to condition tokens [timestep, obs_1..obs_To] (B, 1 + To, d)."""
+
+    def __init__(self, action_dim: int, obs_dim: int, n_obs_steps: int, horizon: int, d: int, heads: int,
+                 layers: int, dropout: float) -> None:
+        super().__init__()
+        self.d, self.n_obs_steps = d, n_obs_steps
+        self.action_in = nn.Linear(action_dim, d)
+        self.obs_in = nn.Linear(obs_dim, d)
+        self.t_mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.Mish(), nn.Linear(4 * d, d))
+        self.pos = nn.Parameter(torch.zeros(1, horizon, d))
+        self.cond_pos = nn.Parameter(torch.zeros(1, 1 + n_obs_steps, d))
+        enc = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout, batch_first=True, norm_first=True)
+        self.cond_encoder = nn.TransformerEncoder(enc, 1, enable_nested_tensor=False)
+        dec = nn.TransformerDecoderLayer(d, heads, 4 * d, dropout, batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(dec, layers)
+        self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, action_dim))
+        nn.init.normal_(self.pos, std=0.02)
+        nn.init.normal_(self.cond_pos, std=0.02)
+
+    def forward(self, x: Tensor, t: Tensor, global_cond: Tensor) -> Tensor:
+        """Noisy actions (B, H, A), steps (B,), condition (B, To * D_obs) -> predicted noise (B, H, A)."""
+        b = x.shape[0]
+        t_tok = self.t_mlp(sinusoidal_embedding(t, self.d))[:, None]  # (B, 1, d)
+        obs_tok = self.obs_in(global_cond.reshape(b, self.n_obs_steps, -1))  # (B, To, d)
+        memory = self.cond_encoder(torch.cat([t_tok, obs_tok], 1) + self.cond_pos)  # (B, 1 + To, d)
+        h = self.decoder(self.action_in(x) + self.pos, memory)  # (B, H, d)
+        return self.out(h)
+
+
 class DiffusionNet(nn.Module):
-    """Observation encoder + U-Net: what training updates, what the EMA copy averages and what export traces."""
+    """Observation encoder + denoiser: what training updates, what the EMA copy averages and what export traces."""
 
     def __init__(self, cfg: DiffusionConfig, state_dim: int, image_channels: list[int], action_dim: int) -> None:
         super().__init__()
@@ -154,8 +191,12 @@ class DiffusionNet(nn.Module):
             self.backbones.append(bb)
             self.pools.append(SpatialSoftmax(bb.out_channels, cfg.spatial_keypoints))
         obs_dim = state_dim + len(image_channels) * 2 * cfg.spatial_keypoints
-        self.unet = ConditionalUnet1D(action_dim, obs_dim * cfg.n_obs_steps, cfg.down_dims, cfg.kernel_size,
-                                      cfg.n_groups, cfg.timestep_embed_dim)
+        if cfg.denoiser == "unet":
+            self.denoiser: nn.Module = ConditionalUnet1D(action_dim, obs_dim * cfg.n_obs_steps, cfg.down_dims,
+                                                     cfg.kernel_size, cfg.n_groups, cfg.timestep_embed_dim)
+        else:
+            self.denoiser = TransformerDenoiser(action_dim, obs_dim, cfg.n_obs_steps, cfg.horizon, cfg.transformer_dim,
+                                            cfg.transformer_heads, cfg.transformer_layers, cfg.transformer_dropout)
 
     def encode(self, state: Tensor, images: list[Tensor]) -> Tensor:
         """State (B, To, Ds) and normalized images [(B, To, C, H, W)] -> global condition (B, To * D_obs)."""
@@ -167,7 +208,7 @@ class DiffusionNet(nn.Module):
 
     def forward(self, noisy: Tensor, t: Tensor, global_cond: Tensor) -> Tensor:
         """Predicted noise (B, H, A)."""
-        return self.unet(noisy, t, global_cond)
+        return self.denoiser(noisy, t, global_cond)
 
 
 class DiffusionPolicy(nn.Module):
@@ -184,7 +225,9 @@ class DiffusionPolicy(nn.Module):
         if cfg.n_action_steps > cfg.horizon - cfg.n_obs_steps + 1:
             raise PolicyInputError(f"n_action_steps ({cfg.n_action_steps}) must be <= horizon - n_obs_steps + 1 "
                                    f"({cfg.horizon - cfg.n_obs_steps + 1})")
-        if cfg.horizon % 2 ** (len(cfg.down_dims) - 1):
+        if cfg.denoiser not in ("unet", "transformer"):
+            raise PolicyInputError(f"diffusion denoiser must be unet or transformer, got '{cfg.denoiser}'")
+        if cfg.denoiser == "unet" and cfg.horizon % 2 ** (len(cfg.down_dims) - 1):
             raise PolicyInputError(f"horizon ({cfg.horizon}) must be divisible by 2^(levels - 1) = "
                                    f"{2 ** (len(cfg.down_dims) - 1)}")
         self.cfg = cfg

@@ -243,3 +243,16 @@ def test_color_jitter_range():
     y = color_jitter(x, 0.5)
     assert y.shape == x.shape and (y >= 0).all() and (y <= 255).all()
     assert not torch.equal(x, y)
+
+
+def test_diffusion_transformer_denoiser(fixture_store):
+    policy = build("diffusion", fixture_store, denoiser="transformer", transformer_dim=16, transformer_heads=2,
+                   transformer_layers=1)
+    assert type(policy.net.denoiser).__name__ == "TransformerDenoiser"
+    ds = WindowDataset(fixture_store, policy.deltas)
+    loss, _ = policy(ds.get_batch(list(range(6))))
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in policy.net.denoiser.parameters())
+    policy.eval()
+    obs = {STATE: torch.randn(2, 2, 6), CAM: torch.randint(0, 256, (2, 2, 16, 16, 3), dtype=torch.uint8)}
+    assert policy.predict_action_chunk(obs).shape == (2, policy.cfg.n_action_steps, 2)
