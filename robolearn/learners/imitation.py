@@ -58,6 +58,8 @@ class ImitationRunCfg:
     """Clip the gradient norm at this value (0: off)."""
     device: str = "cpu"
     """Torch device for the policy (and the evaluation envs)."""
+    amp: bool = False
+    """Mixed precision: run the forward pass under bfloat16 autocast (CUDA or CPU; no loss scaling needed)."""
     threads: int = 0
     """CPU threads for torch (0: torch's default; 1 is often fastest for small policies on a busy machine)."""
     num_workers: int = 0
@@ -235,7 +237,9 @@ class ImitationTrainer:
             while self.step < cfg.steps:
                 batch = next(batches)
                 batch = {k: v.to(cfg.device, non_blocking=True) for k, v in batch.items()}
-                loss, logs = policy(batch)
+                with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.amp):
+                    loss, logs = policy(batch)
+                loss = loss.float()
                 if not torch.isfinite(loss):
                     idx = batch["index"].tolist()
                     eps = sorted(set(batch["episode_index"].tolist()))

@@ -125,3 +125,11 @@ def test_rl_train_path_still_parses(tmp_path, capsys):
     rc = main(["train", "--task", "quadrotor-hover"])  # no learner: the RL path's own error
     assert rc == 2
     assert "no learner given" in capsys.readouterr().err
+
+
+def test_mixed_precision_steps(tmp_path):
+    data = write_fixture(tmp_path / "fix.zarr", images=False)
+    cfg = ACTRunCfg(dataset=str(data), steps=2, batch_size=8, amp=True, runs_root=str(tmp_path), tensorboard=False,
+                    policy=tiny_act())
+    summary = ImitationTrainer(cfg, run_dir=tmp_path / "run", quiet=True).train()
+    assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
