@@ -69,7 +69,8 @@ def run_imitation(kind: str, args: argparse.Namespace, rest: list[str]) -> int:
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError(f"{run_dir}: run directory exists and is not empty")
     summary = ImitationTrainer(cfg, run_dir=run_dir, quiet=args.quiet).train()
-    print(json.dumps(summary, indent=2))
+    if summary:  # under torchrun only rank 0 reports
+        print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -4,6 +4,10 @@ A run directory holds `config.yaml` (the resolved config), `checkpoints/step_NNN
 and RNG state; the policy's description and the run config in the JSON metadata; no pickle), `tb/` (TensorBoard)
 and `summary.json`. Checkpoint files are never overwritten by a failed run: a non-finite loss stops training with
 the step and the batch's samples named, before anything else is written.
+
+Several GPUs (or CPU processes): `torchrun --nproc_per_node N -m robolearn.cli.main train act ...` runs data-parallel
+DDP (NCCL on CUDA, Gloo on CPU); each rank samples its own batches (seed + rank), gradients are averaged, and only
+rank 0 evaluates, logs and writes checkpoints. `batch_size` is per rank.
 """
 
 from __future__ import annotations
@@ -170,6 +174,7 @@ class ImitationTrainer:
         self.cfg, self.kind, self.quiet = cfg, kind_of(cfg), quiet
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
+        self.rank, self.world, self.device = _distributed_setup(cfg.device)
         seed_everything(cfg.seed)
         store = EpisodeStore(cfg.dataset)
         if store.num_episodes == 0:
@@ -178,11 +183,12 @@ class ImitationTrainer:
         features = resolve_features(store, pcfg.state_keys, pcfg.image_keys)
         self.env = None
         if cfg.task is not None:
-            self.env = make_eval_env(cfg, cfg.eval_episodes, cfg.seed + 10_000)
-            check_task(features, self.env.spec.obs_dims, self.env.spec.action.dim, cfg.task)
+            env = make_eval_env(cfg, cfg.eval_episodes if self.rank == 0 else 1, cfg.seed + 10_000)
+            check_task(features, env.spec.obs_dims, env.spec.action.dim, cfg.task)
+            self.env = env if self.rank == 0 else None
         stats = _dataset_stats(store, list(features))
         cls = policy_class(self.kind)
-        self.policy = cls(pcfg, features, stats).to(cfg.device)
+        self.policy = cls(pcfg, features, stats).to(self.device)
         if cfg.init:
             init, _ = load_policy_checkpoint(cfg.init, kind=self.kind)
             if init.features != self.policy.features:
@@ -190,19 +196,26 @@ class ImitationTrainer:
                                       f"{self.policy.features}")
             self.policy.load_state_dict(init.state_dict())
         self.dataset = WindowDataset(store, self.policy.deltas)
-        gen = torch.Generator().manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed + self.rank)
         self.loader = self.dataset.loader(cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
                                           drop_last=len(self.dataset) >= cfg.batch_size, generator=gen)
         wd = getattr(pcfg, "weight_decay", 0.0)
         self.optimizer = torch.optim.AdamW(self.policy.param_groups(), weight_decay=wd)
         self.step = 0
         self.history: list[dict[str, float]] = []
-        if run_dir is None:
+        if run_dir is None and self.rank == 0:
             name = cfg.name or f"{Path(cfg.dataset).stem}-{self.kind}"
             run_dir = new_run_dir(Path(cfg.runs_root), name)
+        if self.world > 1:  # every rank learns rank 0's run directory
+            import torch.distributed as dist
+
+            shared = [str(run_dir) if run_dir is not None else None]
+            dist.broadcast_object_list(shared, src=0)
+            run_dir = Path(shared[0])
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, self.run_dir / "config.yaml")
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_yaml(cfg, self.run_dir / "config.yaml")
 
     def save(self) -> Path:
         """Policy + optimizer + RNG state at the current step; config and policy description in the metadata."""
@@ -228,17 +241,25 @@ class ImitationTrainer:
         """Run `steps` optimizer steps; returns the summary (also written to summary.json)."""
         cfg, policy = self.cfg, self.policy
         policy.train()
+        model: Any = policy
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(policy, device_ids=[self.device.index] if self.device.type == "cuda"
+                                            else None)
+        lead = self.rank == 0
         start = time.time()
         last_eval: dict[str, float] = {}
         samples = 0
-        with RunLogger(self.run_dir, total=cfg.steps, unit="step", desc=f"{Path(cfg.dataset).name} {self.kind}",
-                       tensorboard=cfg.tensorboard, console=not self.quiet) as log:
+        with RunLogger(self.run_dir if lead else self.run_dir / f".rank{self.rank}", total=cfg.steps, unit="step",
+                       desc=f"{Path(cfg.dataset).name} {self.kind}", tensorboard=cfg.tensorboard and lead,
+                       console=not self.quiet and lead) as log:
             batches = self.batches()
             while self.step < cfg.steps:
                 batch = next(batches)
-                batch = {k: v.to(cfg.device, non_blocking=True) for k, v in batch.items()}
-                with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.amp):
-                    loss, logs = policy(batch)
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                    loss, logs = model(batch)
                 loss = loss.float()
                 if not torch.isfinite(loss):
                     idx = batch["index"].tolist()
@@ -269,14 +290,38 @@ class ImitationTrainer:
                 if metrics:
                     log.log(self.step, metrics, main=("loss", "eval/success"))
                     self.history.append({"step": self.step, **metrics})
-                if self.step % cfg.checkpoint_every == 0 and self.step != cfg.steps:
+                if lead and self.step % cfg.checkpoint_every == 0 and self.step != cfg.steps:
                     self.save()
+        if not lead:
+            import shutil
+
+            shutil.rmtree(self.run_dir / f".rank{self.rank}", ignore_errors=True)
+            return {}  # rank 0 reports
         ckpt = self.save()
         summary = {"run_dir": str(self.run_dir), "checkpoint": str(ckpt), "policy": self.kind, "steps": self.step,
                    "samples": samples, "elapsed_s": round(time.time() - start, 3),
                    "final_loss": self.history[-1].get("loss") if self.history else None, **last_eval}
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+
+def _distributed_setup(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) from torchrun's environment; initializes the process group when world > 1."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, torch.device(device)
+    import torch.distributed as dist
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return rank, world, dev
 
 
 def _dataset_stats(store: EpisodeStore, keys: list[str]) -> dict[str, dict[str, np.ndarray]]:

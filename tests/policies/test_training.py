@@ -133,3 +133,27 @@ def test_mixed_precision_steps(tmp_path):
                     policy=tiny_act())
     summary = ImitationTrainer(cfg, run_dir=tmp_path / "run", quiet=True).train()
     assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_on_cpu(tmp_path):
+    """Two Gloo ranks train together; only rank 0 writes the run."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun not found next to the interpreter")
+    data = write_fixture(tmp_path / "fix.zarr", images=False)
+    out = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "-m", "robolearn.cli.main", "train", "act", "--dataset", str(data),
+         "--steps", "2", "--batch-size", "4", "--threads", "1", "--quiet", "--run-dir", str(tmp_path / "run"),
+         "--policy.dim-model", "16", "--policy.n-heads", "2", "--policy.dim-feedforward", "32",
+         "--policy.n-encoder-layers", "1", "--policy.n-vae-encoder-layers", "1", "--policy.chunk-size", "4"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["steps"] == 2  # one summary: rank 0's
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_000002.safetensors"]
+    assert not any(p.name.startswith(".rank") for p in (tmp_path / "run").iterdir())
