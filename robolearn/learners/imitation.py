@@ -185,6 +185,12 @@ class ImitationTrainer:
         if cfg.task is not None:
             env = make_eval_env(cfg, cfg.eval_episodes if self.rank == 0 else 1, cfg.seed + 10_000)
             check_task(features, env.spec.obs_dims, env.spec.action.dim, cfg.task)
+            obs = env.reset()
+            for key in features:
+                if key != "action" and key not in obs and key.removeprefix("observation.") not in obs:
+                    raise PolicyInputError(f"key '{key}': task '{cfg.task}' observations do not include it "
+                                           f"(groups: {', '.join(obs)}), so evaluation rollouts cannot run; "
+                                           "train without --task or on a task that renders it")
             self.env = env if self.rank == 0 else None
         stats = _dataset_stats(store, list(features))
         cls = policy_class(self.kind)

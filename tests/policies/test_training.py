@@ -97,6 +97,20 @@ def test_cli_shape_mismatch_with_the_task(tmp_path, capsys):
     assert "key 'observation.policy'" in err and "(146,)" in err and len(err.strip().splitlines()) == 1
 
 
+def test_camera_the_task_does_not_render_is_an_error(tmp_path):
+    from robolearn.data.store import Feature
+
+    path = tmp_path / "cam.zarr"
+    feats = {STATE: Feature((146,)), "action": Feature((4,)), "observation.images.camera": Feature((8, 8, 3), "uint8")}
+    with EpisodeWriter(path, feats, fps=100.0, durable=False) as w:
+        w.add_episode({STATE: np.zeros((5, 146), np.float32), "action": np.zeros((5, 4), np.float32),
+                       "observation.images.camera": np.zeros((5, 8, 8, 3), np.uint8)})
+    cfg = ACTRunCfg(dataset=str(path), task="quadrotor-hover", steps=1, runs_root=str(tmp_path), policy=tiny_act())
+    with pytest.raises(PolicyInputError, match="key 'observation.images.camera': task 'quadrotor-hover' "
+                                               "observations do not include it"):
+        ImitationTrainer(cfg, quiet=True)
+
+
 def test_missing_feature_is_an_error(tmp_path):
     data = write_fixture(tmp_path / "fix.zarr", images=False)
     cfg = DiffusionRunCfg(dataset=str(data), steps=1, runs_root=str(tmp_path / "runs"),
