@@ -171,3 +171,15 @@ def test_torchrun_ddp_on_cpu(tmp_path):
     assert json.loads(out.stdout)["steps"] == 2  # one summary: rank 0's
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_000002.safetensors"]
     assert not any(p.name.startswith(".rank") for p in (tmp_path / "run").iterdir())
+
+
+@pytest.mark.parametrize("kind", ["act", "diffusion"])
+def test_imitation_presets_load(kind):
+    from pathlib import Path
+
+    from robolearn.core.config import from_dict, load_yaml
+    from robolearn.learners.imitation import RUN_CFGS
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "imitation" / f"quadrotor-hover-{kind}.yaml"
+    cfg = from_dict(RUN_CFGS[kind], {**load_yaml(path), "dataset": "demos.zarr"}, source=str(path))
+    assert cfg.task == "quadrotor-hover" and cfg.policy.lr == 1e-3
