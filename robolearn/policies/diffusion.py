@@ -45,6 +45,8 @@ class DiffusionConfig:
     """Camera keys (observation.images.*); None: every camera in the dataset."""
     n_obs_steps: int = 2
     """Observation history length (To)."""
+    state_norm: str = "min_max"
+    """Normalization of the state inputs: min_max (to [-1, 1], Chi et al.) or mean_std (actions are always min_max)."""
     horizon: int = 16
     """Predicted action sequence length (H), starting at the oldest observation step."""
     n_action_steps: int = 8
@@ -238,7 +240,8 @@ class DiffusionPolicy(nn.Module):
             if k not in self.features:
                 raise PolicyInputError(f"Diffusion Policy needs feature '{k}', which the dataset does not have")
         self.action_dim = self.features[ACTION][0]
-        modes = {**{k: "min_max" for k in [*self.state_keys, ACTION]}, **{k: "mean_std" for k in self.image_keys}}
+        modes = {**{k: cfg.state_norm for k in self.state_keys}, ACTION: "min_max",
+                 **{k: "mean_std" for k in self.image_keys}}
         self.normalizer = Normalizer(self.features, modes, stats)
         state_dim = sum(self.features[k][0] for k in self.state_keys)
         self.net = DiffusionNet(cfg, state_dim, [self.features[k][-1] for k in self.image_keys], self.action_dim)
