@@ -34,6 +34,18 @@ TASKS: dict[str, TaskEntry] = {
         "robolearn.envs.quadrotor.env:TrackCfg",
         "Crazyflie 2.1: follow a figure-eight (Lissajous) reference",
     ),
+    "arm-reach": TaskEntry(
+        "robolearn.envs.manipulation.arm:ReachEnv",
+        "robolearn.envs.manipulation.arm:ReachCfg",
+        "Franka-class arm (MuJoCo): move the gripper to a random goal position",
+        extra="sim",
+    ),
+    "arm-lift": TaskEntry(
+        "robolearn.envs.manipulation.arm:LiftEnv",
+        "robolearn.envs.manipulation.arm:LiftCfg",
+        "Franka-class arm (MuJoCo): grasp a 4 cm cube and lift it 10 cm",
+        extra="sim",
+    ),
 }
 
 
