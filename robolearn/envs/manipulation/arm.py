@@ -21,7 +21,7 @@ of named terms: {"state": (N, D), "rgb_<camera>": (N, H, W, 3) uint8, "depth_<ca
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,6 +100,12 @@ class ArmEnv(BatchedEnv[ArmCfg]):
 
     def __init__(self, cfg: ArmCfg, seed: int = 0) -> None:
         self.spec = self.make_spec(cfg)
+        if cfg.backend == "mjwarp":  # a missing CUDA is an error unless the config allows warp's CPU device
+            from robolearn.sim.mjwarp import resolve_device
+
+            device = resolve_device(cfg.device, cfg.fallback_to_cpu, self.task_name)
+            if device != torch.device(cfg.device):
+                cfg = replace(cfg, device=str(device))
         super().__init__(cfg, seed)
         self.model = load_model(ASSETS / self.scene, self.task_name)
         self.model.opt.timestep = cfg.sim_dt
