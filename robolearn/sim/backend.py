@@ -122,7 +122,7 @@ def make_backend(
     if name == "mujoco_cpu":
         from robolearn.sim.mujoco_cpu import MujocoCpuBackend
 
-        return MujocoCpuBackend(model, num_envs, device=device)
+        return MujocoCpuBackend(model, num_envs, device=device, task=task)
     if name == "mjwarp":
         from robolearn.sim.mjwarp import MjWarpBackend
 
