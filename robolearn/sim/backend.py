@@ -15,6 +15,8 @@ generator and the backend applies `value = nominal * scale` to the selected elem
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -102,9 +104,19 @@ class Backend(Protocol):
         ...
 
 
+def import_mujoco() -> Any:
+    """Import mujoco; on a Linux machine without a display, pick EGL offscreen rendering unless MUJOCO_GL is set.
+
+    MuJoCo reads MUJOCO_GL once, when it is first imported, so this must run before anything imports it.
+    """
+    if sys.platform.startswith("linux") and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
+    return require("mujoco", "sim")
+
+
 def load_model(path: str | Path, task: str) -> Any:
     """Compile an MJCF file into a `mujoco.MjModel`, or fail with one line naming the task and the file."""
-    mujoco = require("mujoco", "sim")
+    mujoco = import_mujoco()
     path = Path(path)
     if not path.is_file():
         raise RobolearnError(f"{task}: MJCF file not found: {path}")

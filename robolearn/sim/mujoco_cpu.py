@@ -14,6 +14,7 @@ MuJoCo and float32 torch tensors outside.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -183,3 +184,45 @@ class MujocoCpuBackend:
     def xaxis(self) -> Tensor:
         """(N, njnt, 3)."""
         return self._get("xaxis")
+
+
+class BatchRenderer:
+    """RGB (and depth) images of every env from one named camera, through MuJoCo's offscreen renderer.
+
+    Shadows, reflections and the skybox are off (they cost most of a frame on a CPU-only machine and a policy
+    does not need them). Images are rendered env by env from the batch's state; EGL (or OSMesa, MUJOCO_GL) is
+    chosen when mujoco is first imported (see `robolearn.sim.backend.import_mujoco`).
+    """
+
+    def __init__(self, backend: MujocoCpuBackend, height: int, width: int, task: str = "render") -> None:
+        if not isinstance(backend, MujocoCpuBackend):
+            raise RobolearnError(f"{task}: cameras are rendered on the mujoco_cpu backend only (got '{backend.name}')")
+        self._mj = mujoco = require("mujoco", "sim")
+        self.sim, self.height, self.width, self.task = backend, height, width, task
+        try:
+            self.rgb = mujoco.Renderer(backend.model, height, width)
+            self.depth = mujoco.Renderer(backend.model, height, width)
+        except Exception as e:  # no GL context (EGL/OSMesa missing) or an image larger than the offscreen buffer
+            raise RobolearnError(f"{task}: cannot create an offscreen renderer: {' '.join(str(e).split())} "
+                                 f"(MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r}; try egl or osmesa)") from None
+        self.depth.enable_depth_rendering()
+        for r in (self.rgb, self.depth):
+            flags = r.scene.flags
+            flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+            flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = False
+
+    def render(self, camera: str, depth: bool = False) -> tuple[Tensor, Tensor | None]:
+        """(N, H, W, 3) uint8 RGB and, with `depth`, (N, H, W) float32 depth [m] from `camera` in every env."""
+        n, h, w = self.sim.num_envs, self.height, self.width
+        rgb = np.empty((n, h, w, 3), dtype=np.uint8)
+        dep = np.empty((n, h, w), dtype=np.float32) if depth else None
+        for i in range(n):
+            data = self.sim.data(i)
+            self.rgb.update_scene(data, camera=camera)
+            self.rgb.render(out=rgb[i])
+            if dep is not None:
+                self.depth.update_scene(data, camera=camera)
+                dep[i] = self.depth.render()
+        device = self.sim.device
+        return torch.from_numpy(rgb).to(device), None if dep is None else torch.from_numpy(dep).to(device)
