@@ -22,6 +22,9 @@ BENCHMARKS: dict[str, str] = {
     "c-policy": "robolearn.export.bench:c_policy",
     "dataset-write": "robolearn.data.bench:dataset_write",
     "dataset-windows": "robolearn.data.bench:dataset_windows",
+    "manip-step": "robolearn.envs.manipulation.bench:manip_step",
+    "render": "robolearn.envs.manipulation.bench:render",
+    "expert-success": "robolearn.envs.manipulation.bench:expert_success",
 }
 
 

@@ -423,10 +423,6 @@ class ArmEnv(BatchedEnv[ArmCfg]):
             raise ConfigError(f"{self.spec.name}: the scripted expert commands TCP deltas; set action_mode: ee_delta")
         return expert.expert_action(self, obs)
 
-    def viz_state(self) -> dict[str, Tensor]:
-        """What recordings show: TCP position and the last action."""
-        return {"ee_pos": self.ee_pos, "action": self.action}
-
 
 # ---------------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
@@ -494,10 +490,6 @@ class ReachEnv(ArmEnv):
         m = super()._task_metrics(done_ids)
         m["final_pos_error"] = (self.ee_pos[done_ids] - self.goal[done_ids]).norm(dim=-1)
         return m
-
-    def viz_state(self) -> dict[str, Tensor]:
-        """TCP, goal and the last action."""
-        return {**super().viz_state(), "goal": self.goal}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -643,7 +635,3 @@ class LiftEnv(ArmEnv):
         m = super()._task_metrics(done_ids)
         m["final_height"] = self.cube_pos[done_ids, 2] - self.CUBE_HALF
         return m
-
-    def viz_state(self) -> dict[str, Tensor]:
-        """TCP, cube and the last action."""
-        return {**super().viz_state(), "object_pos": self.cube_pos}
