@@ -149,6 +149,7 @@ def expert_success(args: list[str]) -> dict:
 def _expert_success(opt: argparse.Namespace, evaluate_policy) -> dict:
 
     rates: dict[str, float] = {}
+    failures: dict[str, float] = {}
     seconds: dict[str, float] = {}
     for task in opt.tasks:
         env = registry.make(task, num_envs=opt.episodes, seed=opt.seed)
@@ -156,5 +157,6 @@ def _expert_success(opt: argparse.Namespace, evaluate_policy) -> dict:
         metrics = evaluate_policy(env, env.expert_action)
         seconds[task] = round(time.perf_counter() - start, 1)
         rates[task] = metrics["success"]
-    return {"tasks": rates, "success_rate": min(rates.values()), "episodes": opt.episodes, "seed": opt.seed,
-            "eval_s": seconds}
+        failures[task] = metrics.get("failure", float("nan"))
+    return {"tasks": rates, "success_rate": min(rates.values()), "failure_rate": failures, "episodes": opt.episodes,
+            "seed": opt.seed, "eval_s": seconds}
