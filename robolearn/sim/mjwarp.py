@@ -56,8 +56,11 @@ class MjWarpBackend:
     ) -> None:
         mujoco = require("mujoco", "sim")
         self._wp = wp = require("warp", "gpu")
-        self._mjw = mjw = require("mujoco_warp", "gpu")
+        # no init banner or per-module load timings on stdout (`robolearn bench --json` prints one JSON object)
         wp.config.quiet = True
+        if hasattr(wp, "LOG_WARNING"):
+            wp.config.log_level = wp.LOG_WARNING
+        self._mjw = mjw = require("mujoco_warp", "gpu")
         self.task = task
         self.model = model
         self.num_envs = num_envs
