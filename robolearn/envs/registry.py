@@ -46,6 +46,12 @@ TASKS: dict[str, TaskEntry] = {
         "Franka-class arm (MuJoCo): grasp a 4 cm cube and lift it 10 cm",
         extra="sim",
     ),
+    "arm-pick-place": TaskEntry(
+        "robolearn.envs.manipulation.arm:PickPlaceEnv",
+        "robolearn.envs.manipulation.arm:PickPlaceCfg",
+        "Franka-class arm (MuJoCo): carry a cube to a goal on the table and put it down",
+        extra="sim",
+    ),
 }
 
 

@@ -44,3 +44,10 @@ def test_expert_needs_ee_delta_mode():
     res = env.step(torch.zeros(2, env.spec.action.dim))  # joint_pos: a = 0 holds the home pose
     assert (env.joint_pos - env.home).abs().max() < 0.1
     assert torch.isfinite(res.obs["policy"]).all()
+
+
+def test_pick_place_expert_puts_the_cube_on_the_goal():
+    env = registry.make("arm-pick-place", num_envs=16, seed=1)
+    m = evaluate_policy(env, env.expert_action)
+    assert m["success"] >= 0.9 and m["failure"] == 0.0
+    assert m["final_place_error"] < 0.025

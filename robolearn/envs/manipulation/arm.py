@@ -618,7 +618,7 @@ class LiftEnv(ArmEnv):
         force = torch.cat((self.sensor("left_touch"), self.sensor("right_touch")), -1)
         grasped = (force > 0.1).all(-1) & (dist < 0.03)
         height = cube[:, 2] - self.CUBE_HALF
-        self.succeeded = grasped & (height > self.cfg.lift_height)
+        self.succeeded = self._is_success(grasped, height, force)
         self.ever_succeeded |= self.succeeded
         off_table = (cube[:, :2].norm(dim=-1) > 0.9) | (cube[:, 2] < -0.05)
         self.failed = off_table | (tcp[:, 2] < 0.0) | ~torch.isfinite(self.sim.qpos).all(-1)
@@ -631,7 +631,88 @@ class LiftEnv(ArmEnv):
             "failure": self.failed.float() / self.step_dt,
         }
 
+    def _is_success(self, grasped: Tensor, height: Tensor, force: Tensor) -> Tensor:
+        """Lifted: held between both pads with the cube's centre `lift_height` above its resting height."""
+        return grasped & (height > self.cfg.lift_height)
+
     def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
         m = super()._task_metrics(done_ids)
         m["final_height"] = self.cube_pos[done_ids, 2] - self.CUBE_HALF
+        return m
+
+
+# ---------------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class PickPlaceCfg(LiftCfg):
+    """Pick the cube up, carry it to a goal on the table and put it down there."""
+
+    episode_length_s: float = 8.0
+    goal_xy_low: tuple[float, float] = (0.35, -0.25)
+    """Goal area lower corner (x, y) [m]."""
+    goal_xy_high: tuple[float, float] = (0.65, 0.25)
+    """Goal area upper corner [m]."""
+    min_goal_distance: float = 0.1
+    """Goals are at least this far from the cube's start [m]."""
+    place_radius: float = 0.025
+    """Success: cube centre within this horizontal distance of the goal, resting on the table, released [m]."""
+    reward_scales: dict[str, float] = field(
+        default_factory=lambda: {"reach": 0.5, "grasp": 0.5, "lift": 1.0, "place": 5.0, "action_rate": -0.01,
+                                 "joint_vel": -0.001, "success": 20.0, "failure": -10.0}
+    )
+    """As arm-lift, plus place 1 − tanh(‖cube − goal‖ / 0.1) (goal at table height)."""
+
+
+class PickPlaceEnv(LiftEnv):
+    """arm-pick-place: move the cube to a goal on the table and release it there (success ends the episode)."""
+
+    task_name = "arm-pick-place"
+    description = "Franka-class arm: carry a cube to a goal on the table and put it down"
+
+    def __init__(self, cfg: PickPlaceCfg, seed: int = 0) -> None:
+        super().__init__(cfg, seed)
+        self.goal = torch.zeros(self.num_envs, 3, device=self.device)
+
+    @classmethod
+    def reward_term_names(cls) -> list[str]:
+        """Named reward terms."""
+        return ["reach", "grasp", "lift", "place", "action_rate", "joint_vel", "success", "failure"]
+
+    @classmethod
+    def task_policy_terms(cls, cfg: ArmCfg) -> tuple[ObsTerm, ...]:
+        """Cube estimate, then the goal (a command)."""
+        return (*super().task_policy_terms(cfg),
+                ObsTerm("goal_pos", 3, "m", "where the cube centre should end up, base frame", source="command"))
+
+    def _task_policy_obs(self) -> tuple[Tensor, ...]:
+        return (*super()._task_policy_obs(), self.goal)
+
+    def _reset_task(self, env_ids: Tensor, qpos: Tensor) -> None:
+        super()._reset_task(env_ids, qpos)
+        cfg, k = self.cfg, len(env_ids)
+        low = torch.tensor(cfg.goal_xy_low, device=self.device)
+        high = torch.tensor(cfg.goal_xy_high, device=self.device)
+        start = qpos[:, self.cube_qpos : self.cube_qpos + 2]
+        goal = low + (high - low) * self.rand(k, 2)
+        for _ in range(10):  # resample goals too close to the start (rejection, bounded)
+            near = (goal - start).norm(dim=-1) < cfg.min_goal_distance
+            if not bool(near.any()):
+                break
+            goal = torch.where(near[:, None], low + (high - low) * self.rand(k, 2), goal)
+        self.goal[env_ids, :2] = goal
+        self.goal[env_ids, 2] = self.CUBE_HALF
+
+    def _is_success(self, grasped: Tensor, height: Tensor, force: Tensor) -> Tensor:
+        """Placed: resting on the table within `place_radius` of the goal, and released."""
+        cube = self.cube_pos
+        near = (cube[:, :2] - self.goal[:, :2]).norm(dim=-1) < self.cfg.place_radius
+        return near & (height < 0.01) & (force < 0.05).all(-1)
+
+    def _reward_terms(self) -> dict[str, Tensor]:
+        terms = super()._reward_terms()
+        terms["place"] = 1 - torch.tanh((self.cube_pos - self.goal).norm(dim=-1) / 0.1)
+        return {k: terms[k] for k in self.reward_term_names()}
+
+    def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
+        m = super()._task_metrics(done_ids)
+        m["final_place_error"] = (self.cube_pos[done_ids, :2] - self.goal[done_ids, :2]).norm(dim=-1)
         return m

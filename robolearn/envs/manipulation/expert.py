@@ -66,7 +66,7 @@ def expert_action(env: ArmEnv, obs: Obs) -> Tensor:
     sl = term_slices(env.spec)
     ee_pos = state[:, sl["ee_pos"]]
     rot = quat_to_rotmat(state[:, sl["ee_quat"]])
-    if "goal_pos" in sl:  # reach
+    if "object_pos" not in sl:  # reach
         goal = state[:, sl["goal_pos"]]
         return _ee_action(env, ee_pos, rot, goal, _down_rotation(torch.zeros_like(goal[:, 0])),
                           torch.ones_like(goal[:, 0]))
@@ -104,6 +104,19 @@ def _lift_action(env: ArmEnv, state: Tensor, sl: dict[str, slice], ee_pos: Tenso
     target = torch.where(at_cube[:, None], ee_pos, target)  # hold still while closing
     target = torch.where(grasped[:, None], lifted, target)  # lift
     gripper = torch.where(at_cube, -1.0, 1.0)
+    if "goal_pos" in sl:  # pick-place: carry the held cube to the goal, lower it, let go, back off upwards
+        goal = state[:, sl["goal_pos"]]
+        to_goal = (goal[:, :2] - cube[:, :2]).norm(dim=-1)
+        carry_z = half + 0.08
+        want = torch.cat((goal[:, :2], torch.full_like(goal[:, :1], carry_z)), -1)  # cube centre we want next
+        want = torch.where((cube[:, 2] < carry_z - 0.03)[:, None] & (to_goal > 0.01)[:, None],
+                           torch.cat((cube[:, :2], want[:, 2:]), -1), want)  # lift straight up first
+        lowering = (to_goal < 0.008) | ((to_goal < 0.02) & (cube[:, 2] < carry_z - 0.01))  # hysteresis
+        want = torch.where(lowering[:, None], goal, want)  # above the goal: lower it to the table
+        target = torch.where(grasped[:, None], ee_pos + (want - cube), target)
+        placed = (to_goal < 0.015) & (cube[:, 2] < half + 0.006) & (width > 2 * half - 0.01)
+        target = torch.where(placed[:, None], torch.cat((ee_pos[:, :2], ee_pos[:, 2:] + 0.05), -1), target)
+        gripper = torch.where(placed, 1.0, gripper)
     action = _ee_action(env, ee_pos, rot, target, rot_des, gripper)
     # lift at ≤ 40 % of the step (a jerk at lift-off makes the cube slip in the fingers)
     slow = torch.where(grasped, 0.4, 1.0)[:, None]
