@@ -9,6 +9,8 @@ generator and the backend applies `value = nominal * scale` to the selected elem
 
     "geom_friction"  sliding friction of the given geoms              (ids: geom ids)
     "body_mass"      mass of the given bodies (inertia scaled alike)  (ids: body ids)
+    "body_inertia"   rotational inertia of the given bodies only      (ids: body ids; after body_mass)
+    "geom_size"      size of the given geoms, all dimensions alike    (ids: geom ids; bounding volumes follow)
     "dof_damping"    joint damping of the given dofs                  (ids: dof ids)
     "actuator_kp"    position-servo stiffness of the given actuators  (ids: actuator ids)
 """
@@ -25,7 +27,7 @@ from torch import Tensor
 
 from robolearn.core.errors import ConfigError, RobolearnError, require
 
-RANDOMIZABLE = ("geom_friction", "body_mass", "dof_damping", "actuator_kp")
+RANDOMIZABLE = ("geom_friction", "body_mass", "body_inertia", "dof_damping", "actuator_kp", "geom_size")
 BACKENDS = ("mujoco_cpu", "mjwarp")
 
 

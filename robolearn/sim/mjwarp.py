@@ -22,7 +22,10 @@ from robolearn.core.errors import RobolearnError, require
 from robolearn.sim.backend import check_params
 
 # model fields that get one row per world, so `set_params` can randomize them per env
-_BATCHED = ("geom_friction", "body_mass", "body_inertia", "dof_damping", "actuator_gainprm", "actuator_biasprm")
+_BATCHED = (
+    "geom_friction", "body_mass", "body_inertia", "dof_damping", "actuator_gainprm", "actuator_biasprm",
+    "geom_size", "geom_rbound", "geom_aabb",
+)
 
 
 def resolve_device(device: str | torch.device, fallback_to_cpu: bool, task: str) -> torch.device:
@@ -148,6 +151,12 @@ class MjWarpBackend:
         elif field == "body_mass":
             f["body_mass"][w, el] = nom["body_mass"][w, el] * s
             f["body_inertia"][w, el] = nom["body_inertia"][w, el] * s[..., None]
+        elif field == "body_inertia":
+            f["body_inertia"][w, el] = nom["body_inertia"][w, el] * s[..., None]
+        elif field == "geom_size":  # bounding sphere and box scale with it (broad/mid-phase culling)
+            f["geom_size"][w, el] = nom["geom_size"][w, el] * s[..., None]
+            f["geom_rbound"][w, el] = nom["geom_rbound"][w, el] * s
+            f["geom_aabb"][w, el] = nom["geom_aabb"][w, el] * s[..., None, None]  # (center, half extents)
         elif field == "dof_damping":
             f["dof_damping"][w, el] = nom["dof_damping"][w, el] * s
         elif field == "actuator_kp":
@@ -164,6 +173,10 @@ class MjWarpBackend:
             return f["geom_friction"][:, el, 0].clone()
         if field == "body_mass":
             return f["body_mass"][:, el].clone()
+        if field == "body_inertia":  # first principal moment
+            return f["body_inertia"][:, el, 0].clone()
+        if field == "geom_size":  # first size parameter (box: half x-extent)
+            return f["geom_size"][:, el, 0].clone()
         if field == "dof_damping":
             return f["dof_damping"][:, el].clone()
         if field == "actuator_kp":

@@ -14,6 +14,7 @@ MuJoCo and float32 torch tensors outside.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -25,7 +26,10 @@ from robolearn.core.errors import RobolearnError, require
 from robolearn.sim.backend import check_params
 
 _BOUND = ("qpos", "qvel", "ctrl", "sensordata", "site_xpos", "site_xmat", "xanchor", "xaxis")
-_EXPANDED = ("geom_friction", "body_mass", "body_inertia", "dof_damping", "actuator_gainprm", "actuator_biasprm")
+_EXPANDED = (
+    "geom_friction", "body_mass", "body_inertia", "dof_damping", "actuator_gainprm", "actuator_biasprm",
+    "geom_size", "geom_rbound", "geom_aabb",
+)
 
 
 class MujocoCpuBackend:
@@ -49,6 +53,7 @@ class MujocoCpuBackend:
         self._nominal = {k: v.copy() for k, v in self._fields.items()}
         self._cache: dict[str, Tensor] = {}
         self._render_data: Any = None
+        self._render_model: Any = None
         self._call(self.batch.forward)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> None:
@@ -104,6 +109,12 @@ class MujocoCpuBackend:
         elif field == "body_mass":
             f["body_mass"][w, el] = nom["body_mass"][w, el] * s
             f["body_inertia"][w, el] = nom["body_inertia"][w, el] * s[..., None]
+        elif field == "body_inertia":
+            f["body_inertia"][w, el] = nom["body_inertia"][w, el] * s[..., None]
+        elif field == "geom_size":  # bounding sphere and box scale with it (broad/mid-phase culling)
+            f["geom_size"][w, el] = nom["geom_size"][w, el] * s[..., None]
+            f["geom_rbound"][w, el] = nom["geom_rbound"][w, el] * s
+            f["geom_aabb"][w, el] = nom["geom_aabb"][w, el] * s[..., None]  # (center, half extents)
         elif field == "dof_damping":
             f["dof_damping"][w, el] = nom["dof_damping"][w, el] * s
         elif field == "actuator_kp":
@@ -119,6 +130,8 @@ class MujocoCpuBackend:
         values = {
             "geom_friction": lambda: f["geom_friction"][:, el, 0],
             "body_mass": lambda: f["body_mass"][:, el],
+            "body_inertia": lambda: f["body_inertia"][:, el, 0],  # first principal moment
+            "geom_size": lambda: f["geom_size"][:, el, 0],  # first size parameter (box: half x-extent)
             "dof_damping": lambda: f["dof_damping"][:, el],
             "actuator_kp": lambda: f["actuator_gainprm"][:, el, 0],
         }.get(field)
@@ -127,13 +140,21 @@ class MujocoCpuBackend:
         return self._tensor(values())
 
     # ---- one env's full data (rendering) -------------------------------------------------------
+    @property
+    def render_model(self) -> Any:
+        """A model that `data(env)` fills with env `env`'s randomized fields (sizes, colours) before rendering."""
+        if self._render_model is None:
+            self._render_model = copy.copy(self.model)
+        return self._render_model
+
     def data(self, env: int) -> Any:
-        """An `MjData` with env `env`'s state and its derived quantities (reused between calls)."""
+        """An `MjData` with env `env`'s state and derived quantities; `render_model` holds that env's model."""
         mujoco = self._mj
+        model = self.batch.get_model(env, self.render_model)
         if self._render_data is None:
-            self._render_data = mujoco.MjData(self.model)
+            self._render_data = mujoco.MjData(model)
         d = self.batch.get_data(env, self._render_data)
-        mujoco.mj_forward(self.model, d)
+        mujoco.mj_forward(model, d)
         return d
 
     # ---- state as tensors ----------------------------------------------------------------------
@@ -200,8 +221,8 @@ class BatchRenderer:
         self._mj = mujoco = require("mujoco", "sim")
         self.sim, self.height, self.width, self.task = backend, height, width, task
         try:
-            self.rgb = mujoco.Renderer(backend.model, height, width)
-            self.depth = mujoco.Renderer(backend.model, height, width)
+            self.rgb = mujoco.Renderer(backend.render_model, height, width)
+            self.depth = mujoco.Renderer(backend.render_model, height, width)
         except Exception as e:  # no GL context (EGL/OSMesa missing) or an image larger than the offscreen buffer
             raise RobolearnError(f"{task}: cannot create an offscreen renderer: {' '.join(str(e).split())} "
                                  f"(MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r}; try egl or osmesa)") from None

@@ -70,8 +70,8 @@ def test_randomization_changes_exactly_what_it_claims():
     sim.step(ctrl, 10)
     moved = sim.qpos[:, 0]
     assert moved[1] < 0.8 * moved[0] and moved[0] == pytest.approx(float(moved[2]), abs=1e-6)
-    with pytest.raises(ConfigError, match="cannot randomize 'geom_size'"):
-        sim.set_params(ids, "geom_size", [0], torch.ones(1, 1))
+    with pytest.raises(ConfigError, match="cannot randomize 'geom_rgba'"):
+        sim.set_params(ids, "geom_rgba", [0], torch.ones(1, 1))
 
 
 def test_task_critic_reports_the_randomized_parameters():
@@ -89,6 +89,12 @@ def test_task_critic_reports_the_randomized_parameters():
     mass = sim.get_params("body_mass", [env.cube_body]).squeeze(-1)
     assert torch.allclose(mass, env.object_params[:, 0], atol=1e-6)
     assert ((mass >= cfg.object_mass[0]) & (mass <= cfg.object_mass[1])).all()
+    # the cube's size is per env: its collision geometry, its resting height and the critic's object_params
+    half = sim.get_params("geom_size", [env.cube_geom]).squeeze(-1)
+    assert torch.allclose(half, env.object_params[:, 2], atol=1e-6) and half.std() > 0
+    assert torch.allclose(env.cube_pos[:, 2], half, atol=2e-3)
+    sl = {t.name: t for t in env.spec.obs_terms["policy"]}
+    assert "object_half_size" in sl
     # a new episode draws new values
     env._reset_idx(torch.arange(4))
     assert not torch.allclose(sim.get_params("body_mass", [env.cube_body]).squeeze(-1), mass)

@@ -508,6 +508,8 @@ class LiftCfg(ArmCfg):
     """Cube mass range [kg] (nominal 0.1)."""
     object_friction: tuple[float, float] = (0.6, 1.2)
     """Cube sliding friction range (nominal 1.0)."""
+    object_half_size: tuple[float, float] = (0.018, 0.022)
+    """Cube half edge length range [m] (nominal 0.02: a 4 cm cube)."""
     lift_height: float = 0.1
     """Success: cube centre this far above its resting height [m], held between the fingers."""
     reward_scales: dict[str, float] = field(
@@ -525,11 +527,10 @@ class LiftEnv(ArmEnv):
     description = "Franka-class arm: grasp a cube and lift it 10 cm"
     scene = "scene_lift.xml"
     termination_terms = ("success", "failure")
-    CUBE_HALF = 0.02
 
     def __init__(self, cfg: LiftCfg, seed: int = 0) -> None:
         n, dev = cfg.num_envs, torch.device(cfg.device)
-        self.object_params = torch.ones(n, 2, device=dev)  # cube mass [kg], friction (set on reset)
+        self.object_params = torch.ones(n, 3, device=dev)  # cube mass [kg], friction, half size [m] (on reset)
         super().__init__(cfg, seed)
         mujoco = __import__("mujoco")
         self.cube_qpos = int(self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, "cube")])
@@ -545,10 +546,11 @@ class LiftEnv(ArmEnv):
 
     @classmethod
     def task_policy_terms(cls, cfg: ArmCfg) -> tuple[ObsTerm, ...]:
-        """The cube pose as a perception system reports it (noisy position, yaw as cos/sin of 4·yaw)."""
+        """The cube as a perception system reports it (noisy position, yaw as cos/sin of 4·yaw, size)."""
         return (
             ObsTerm("object_pos", 3, "m", "cube position estimate (perception, noisy), base frame"),
             ObsTerm("object_yaw4", 2, "", "cos, sin of 4 × cube yaw (a cube looks the same every 90°)"),
+            ObsTerm("object_half_size", 1, "m", "half edge length of the cube (perception)"),
         )
 
     @classmethod
@@ -557,13 +559,18 @@ class LiftEnv(ArmEnv):
         return (
             ObsTerm("object_pose", 7, "m, quat", "exact cube position and orientation (w, x, y, z)"),
             ObsTerm("object_vel", 6, "m/s, rad/s", "cube linear and angular velocity"),
-            ObsTerm("object_params", 2, "kg, -", "cube mass and sliding friction"),
+            ObsTerm("object_params", 3, "kg, -, m", "cube mass, sliding friction, half edge length"),
         )
 
     @property
     def cube_pos(self) -> Tensor:
         """(N, 3) [m]."""
         return self.sensor("cube_pos")
+
+    @property
+    def cube_half(self) -> Tensor:
+        """(N,) half edge length of each env's cube [m]."""
+        return self.object_params[:, 2]
 
     @property
     def cube_quat(self) -> Tensor:
@@ -578,7 +585,7 @@ class LiftEnv(ArmEnv):
 
     def _task_policy_obs(self) -> tuple[Tensor, ...]:
         sigma = self.cfg.obs_noise.get("object", 0.0)
-        return (self.cube_pos + sigma * self.randn(self.num_envs, 3), self.cube_yaw4())
+        return (self.cube_pos + sigma * self.randn(self.num_envs, 3), self.cube_yaw4(), self.cube_half[:, None])
 
     def _task_critic_obs(self) -> tuple[Tensor, ...]:
         qvel = self.sim.qvel
@@ -590,7 +597,7 @@ class LiftEnv(ArmEnv):
         high = torch.tensor(cfg.object_xy_high, device=self.device)
         a = self.cube_qpos
         qpos[:, a : a + 2] = low + (high - low) * self.rand(k, 2)
-        qpos[:, a + 2] = self.CUBE_HALF
+        qpos[:, a + 2] = self.object_params[env_ids, 2]
         yaw = self.uniform(-cfg.object_yaw, cfg.object_yaw, k)
         qpos[:, a + 3] = torch.cos(yaw / 2)
         qpos[:, a + 6] = torch.sin(yaw / 2)
@@ -599,15 +606,20 @@ class LiftEnv(ArmEnv):
         cfg, k = self.cfg, len(env_ids)
         mass = self.uniform(*cfg.object_mass, k)
         friction = self.uniform(*cfg.object_friction, k)
-        self.object_params[env_ids] = torch.stack((mass, friction), -1)
+        half = self.uniform(*cfg.object_half_size, k)
+        self.object_params[env_ids] = torch.stack((mass, friction, half), -1)
         self._apply_object_params(env_ids)
 
     def _apply_object_params(self, env_ids: Tensor) -> None:
         nominal_mass = float(self.model.body_mass[self.cube_body])
         nominal_friction = float(self.model.geom_friction[self.cube_geom, 0])
+        nominal_half = float(self.model.geom_size[self.cube_geom, 0])
         p = self.object_params[env_ids]
-        self.sim.set_params(env_ids, "body_mass", [self.cube_body], p[:, :1] / nominal_mass)
-        self.sim.set_params(env_ids, "geom_friction", [self.cube_geom], p[:, 1:] / nominal_friction)
+        mass, size = p[:, :1] / nominal_mass, p[:, 2:3] / nominal_half
+        self.sim.set_params(env_ids, "body_mass", [self.cube_body], mass)
+        self.sim.set_params(env_ids, "body_inertia", [self.cube_body], mass * size**2)  # I = (2/3) m a²
+        self.sim.set_params(env_ids, "geom_friction", [self.cube_geom], p[:, 1:2] / nominal_friction)
+        self.sim.set_params(env_ids, "geom_size", [self.cube_geom], size)
 
     def _randomize_all_task_params(self) -> None:
         self._apply_object_params(torch.arange(self.num_envs, device=self.device))
@@ -617,7 +629,7 @@ class LiftEnv(ArmEnv):
         dist = (cube - tcp).norm(dim=-1)
         force = torch.cat((self.sensor("left_touch"), self.sensor("right_touch")), -1)
         grasped = (force > 0.1).all(-1) & (dist < 0.03)
-        height = cube[:, 2] - self.CUBE_HALF
+        height = cube[:, 2] - self.cube_half
         self.succeeded = self._is_success(grasped, height, force)
         self.ever_succeeded |= self.succeeded
         off_table = (cube[:, :2].norm(dim=-1) > 0.9) | (cube[:, 2] < -0.05)
@@ -637,7 +649,7 @@ class LiftEnv(ArmEnv):
 
     def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
         m = super()._task_metrics(done_ids)
-        m["final_height"] = self.cube_pos[done_ids, 2] - self.CUBE_HALF
+        m["final_height"] = self.cube_pos[done_ids, 2] - self.cube_half[done_ids]
         return m
 
 
@@ -699,7 +711,7 @@ class PickPlaceEnv(LiftEnv):
                 break
             goal = torch.where(near[:, None], low + (high - low) * self.rand(k, 2), goal)
         self.goal[env_ids, :2] = goal
-        self.goal[env_ids, 2] = self.CUBE_HALF
+        self.goal[env_ids, 2] = self.cube_half[env_ids]
 
     def _is_success(self, grasped: Tensor, height: Tensor, force: Tensor) -> Tensor:
         """Placed: resting on the table within `place_radius` of the goal, and released."""

@@ -133,8 +133,8 @@ def render(args: list[str]) -> dict:
     env.reset()
     by_size: dict[str, float] = {}
     for size in opt.sizes:
-        env.model.vis.global_.offwidth = max(env.model.vis.global_.offwidth, size)
-        env.model.vis.global_.offheight = max(env.model.vis.global_.offheight, size)
+        vis = env.sim.render_model.vis.global_
+        vis.offwidth, vis.offheight = max(vis.offwidth, size), max(vis.offheight, size)
         renderer = BatchRenderer(env.sim, size, size, "render")
         renderer.render(opt.camera)  # warm up (GL context, textures)
         rounds = max(1, opt.frames // opt.num_envs)

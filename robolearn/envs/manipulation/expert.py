@@ -77,7 +77,7 @@ def _lift_action(env: ArmEnv, state: Tensor, sl: dict[str, slice], ee_pos: Tenso
     cube = state[:, sl["object_pos"]]
     yaw4 = state[:, sl["object_yaw4"]]
     width = state[:, sl["gripper_width"]].squeeze(-1)
-    half = env.CUBE_HALF
+    half = state[:, sl["object_half_size"]].squeeze(-1)
     # grasp yaw: the cube orientation (90° symmetric) nearest to the TCP's current yaw, so the wrist turns by at
     # most 45° and never snaps by 90° when the folded cube yaw wraps around
     tcp_yaw = torch.atan2(rot[:, 1, 0], rot[:, 0, 0])
@@ -108,7 +108,7 @@ def _lift_action(env: ArmEnv, state: Tensor, sl: dict[str, slice], ee_pos: Tenso
         goal = state[:, sl["goal_pos"]]
         to_goal = (goal[:, :2] - cube[:, :2]).norm(dim=-1)
         carry_z = half + 0.08
-        want = torch.cat((goal[:, :2], torch.full_like(goal[:, :1], carry_z)), -1)  # cube centre we want next
+        want = torch.cat((goal[:, :2], carry_z[:, None]), -1)  # the cube centre we want next
         want = torch.where((cube[:, 2] < carry_z - 0.03)[:, None] & (to_goal > 0.01)[:, None],
                            torch.cat((cube[:, :2], want[:, 2:]), -1), want)  # lift straight up first
         lowering = (to_goal < 0.008) | ((to_goal < 0.02) & (cube[:, 2] < carry_z - 0.01))  # hysteresis
