@@ -1,4 +1,4 @@
-"""Franka-class 7-DoF arm tasks on a MuJoCo backend: `arm-reach` and `arm-lift` (a 4 cm cube).
+"""Franka-class 7-DoF arm tasks on a MuJoCo backend: `arm-reach`, `arm-lift` and `arm-pick-place` (a ~4 cm cube).
 
 One task definition runs on `mujoco_cpu` or `mjwarp` (config field `backend`). The robot model is
 `sim_assets/franka_arm/` (written by this project; figures and sources in its README).
@@ -32,7 +32,7 @@ from robolearn.core.env import BatchedEnv, EnvCfg
 from robolearn.core.errors import ConfigError
 from robolearn.core.math import quat_normalize, quat_to_rotmat
 from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec
-from robolearn.sim.backend import Backend, load_model, make_backend
+from robolearn.sim.backend import Backend, import_mujoco, load_model, make_backend
 
 ROBOT = "franka-arm"
 ASSETS = Path(__file__).resolve().parents[3] / "sim_assets" / "franka_arm"
@@ -134,7 +134,7 @@ class ArmEnv(BatchedEnv[ArmCfg]):
 
     # ---- model ids -----------------------------------------------------------------------------
     def _ids(self, m: Any) -> None:
-        mujoco = __import__("mujoco")
+        mujoco = import_mujoco()
         name = mujoco.mj_name2id
         self.tcp_site = name(m, mujoco.mjtObj.mjOBJ_SITE, "tcp")
         self.finger_qpos = [int(m.jnt_qposadr[name(m, mujoco.mjtObj.mjOBJ_JOINT, f"finger_{s}")]) for s in
@@ -532,7 +532,7 @@ class LiftEnv(ArmEnv):
         n, dev = cfg.num_envs, torch.device(cfg.device)
         self.object_params = torch.ones(n, 3, device=dev)  # cube mass [kg], friction, half size [m] (on reset)
         super().__init__(cfg, seed)
-        mujoco = __import__("mujoco")
+        mujoco = import_mujoco()
         self.cube_qpos = int(self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, "cube")])
         self.cube_dof = int(self.model.jnt_dofadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, "cube")])
         self.cube_body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "cube")
