@@ -112,12 +112,17 @@ def test_bad_model_files_and_backends_are_one_line_errors(tmp_path):
         registry.make("arm-lift", num_envs=1, backend="bullet")
 
 
-def test_mjwarp_on_cuda_without_cuda_is_a_clear_error():
+def test_mjwarp_on_cuda_without_cuda_is_a_clear_error_unless_fallback_is_allowed():
     pytest.importorskip("mujoco_warp")
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
     with pytest.raises(RobolearnError, match="arm-reach: backend 'mjwarp' on device 'cuda'.*fallback_to_cpu"):
         registry.make("arm-reach", num_envs=1, backend="mjwarp", device="cuda")
+    with pytest.warns(UserWarning, match="falls back to warp's CPU device"):
+        env = registry.make("arm-reach", num_envs=1, backend="mjwarp", device="cuda", fallback_to_cpu=True)
+    assert env.device.type == "cpu" and env.sim.name == "mjwarp"
+    env.reset()
+    assert torch.isfinite(env.step(torch.zeros(1, env.spec.action.dim)).obs["critic"]).all()
 
 
 def test_mjwarp_agrees_with_mujoco_cpu():
