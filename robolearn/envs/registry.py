@@ -52,6 +52,12 @@ TASKS: dict[str, TaskEntry] = {
         "Franka-class arm (MuJoCo): carry a cube to a goal on the table and put it down",
         extra="sim",
     ),
+    "arm-peg-insert": TaskEntry(
+        "robolearn.envs.manipulation.arm:PegInsertEnv",
+        "robolearn.envs.manipulation.arm:PegInsertCfg",
+        "Franka-class arm (MuJoCo): insert a square peg into a hole with 2 mm clearance",
+        extra="sim",
+    ),
 }
 
 

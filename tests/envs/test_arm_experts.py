@@ -51,3 +51,10 @@ def test_pick_place_expert_puts_the_cube_on_the_goal():
     m = evaluate_policy(env, env.expert_action)
     assert m["success"] >= 0.9 and m["failure"] == 0.0
     assert m["final_place_error"] < 0.025
+
+
+def test_peg_insert_expert_inserts_the_peg():
+    env = registry.make("arm-peg-insert", num_envs=12, seed=1)
+    m = evaluate_policy(env, env.expert_action)
+    assert m["success"] >= 0.9 and m["failure"] == 0.0
+    assert m["final_depth"] > 0.02 and m["final_place_error"] < 0.004

@@ -527,16 +527,20 @@ class LiftEnv(ArmEnv):
     description = "Franka-class arm: grasp a cube and lift it 10 cm"
     scene = "scene_lift.xml"
     termination_terms = ("success", "failure")
+    object_name = "cube"
+    """MJCF name of the object's body, free joint and geom (sensors `<name>_pos`, `<name>_quat`)."""
+    object_half_height = 0.0
+    """Half height of the object if it is not a cube (0: a cube, its half size comes from object_params)."""
 
     def __init__(self, cfg: LiftCfg, seed: int = 0) -> None:
         n, dev = cfg.num_envs, torch.device(cfg.device)
         self.object_params = torch.ones(n, 3, device=dev)  # cube mass [kg], friction, half size [m] (on reset)
         super().__init__(cfg, seed)
-        mujoco = import_mujoco()
-        self.cube_qpos = int(self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, "cube")])
-        self.cube_dof = int(self.model.jnt_dofadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, "cube")])
-        self.cube_body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "cube")
-        self.cube_geom = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, "cube")
+        mujoco, m, name = import_mujoco(), self.model, self.object_name
+        self.cube_qpos = int(m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)])
+        self.cube_dof = int(m.jnt_dofadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)])
+        self.cube_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, name)
+        self.cube_geom = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name)
         self.perceived_noise = torch.zeros(n, 3, device=dev)
 
     @classmethod
@@ -565,7 +569,7 @@ class LiftEnv(ArmEnv):
     @property
     def cube_pos(self) -> Tensor:
         """(N, 3) [m]."""
-        return self.sensor("cube_pos")
+        return self.sensor(f"{self.object_name}_pos")
 
     @property
     def cube_half(self) -> Tensor:
@@ -575,7 +579,7 @@ class LiftEnv(ArmEnv):
     @property
     def cube_quat(self) -> Tensor:
         """(N, 4) (w, x, y, z)."""
-        return quat_normalize(self.sensor("cube_quat"))
+        return quat_normalize(self.sensor(f"{self.object_name}_quat"))
 
     def cube_yaw4(self) -> Tensor:
         """(N, 2) cos/sin of 4 × yaw of the cube (yaw from its x-axis in the horizontal plane)."""
@@ -597,7 +601,7 @@ class LiftEnv(ArmEnv):
         high = torch.tensor(cfg.object_xy_high, device=self.device)
         a = self.cube_qpos
         qpos[:, a : a + 2] = low + (high - low) * self.rand(k, 2)
-        qpos[:, a + 2] = self.object_params[env_ids, 2]
+        qpos[:, a + 2] = self.object_params[env_ids, 2] if not self.object_half_height else self.object_half_height
         yaw = self.uniform(-cfg.object_yaw, cfg.object_yaw, k)
         qpos[:, a + 3] = torch.cos(yaw / 2)
         qpos[:, a + 6] = torch.sin(yaw / 2)
@@ -727,4 +731,62 @@ class PickPlaceEnv(LiftEnv):
     def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
         m = super()._task_metrics(done_ids)
         m["final_place_error"] = (self.cube_pos[done_ids, :2] - self.goal[done_ids, :2]).norm(dim=-1)
+        return m
+
+
+# ---------------------------------------------------------------------------------------------------
+HOLE_XY = (0.5, 0.2)
+"""Centre of the fixture's hole in `scene_peg.xml` [m]."""
+HOLE_TOP = 0.04
+"""Height of the fixture's top face [m]."""
+
+
+@dataclass(kw_only=True)
+class PegInsertCfg(PickPlaceCfg):
+    """Pick up a square peg and insert it into a fixture with 2 mm clearance per side."""
+
+    episode_length_s: float = 8.0
+    object_xy_low: tuple[float, float] = (0.4, -0.2)
+    object_xy_high: tuple[float, float] = (0.6, 0.0)
+    object_mass: tuple[float, float] = (0.05, 0.12)
+    object_half_size: tuple[float, float] = (0.012, 0.012)
+    """Peg half width [m] (fixed: the clearance is the point of the task)."""
+    obs_noise: dict[str, float] = field(
+        default_factory=lambda: {"joint_pos": 0.001, "joint_vel": 0.01, "object": 0.0005}
+    )
+    """A precise pose estimate of the peg (0.5 mm), as fiducial markers give."""
+    insert_depth: float = 0.02
+    """Success: the peg's bottom this far below the fixture's top, inside the hole [m]."""
+    reward_scales: dict[str, float] = field(
+        default_factory=lambda: {"reach": 0.5, "grasp": 0.5, "lift": 1.0, "place": 5.0, "action_rate": -0.01,
+                                 "joint_vel": -0.001, "success": 20.0, "failure": -10.0}
+    )
+    """As arm-pick-place; place 1 − tanh(‖peg − inserted pose‖ / 0.1)."""
+
+
+class PegInsertEnv(PickPlaceEnv):
+    """arm-peg-insert: insert a 2.4 cm square peg into a 2.8 cm hole, 2 cm deep (success ends the episode)."""
+
+    task_name = "arm-peg-insert"
+    description = "Franka-class arm: insert a square peg into a hole with 2 mm clearance"
+    scene = "scene_peg.xml"
+    object_name = "peg"
+    object_half_height = 0.03
+
+    def _reset_task(self, env_ids: Tensor, qpos: Tensor) -> None:
+        LiftEnv._reset_task(self, env_ids, qpos)
+        self.goal[env_ids, 0] = HOLE_XY[0]
+        self.goal[env_ids, 1] = HOLE_XY[1]
+        self.goal[env_ids, 2] = self.object_half_height  # resting on the table inside the hole
+
+    def _is_success(self, grasped: Tensor, height: Tensor, force: Tensor) -> Tensor:
+        """Inserted: centred in the hole and the bottom `insert_depth` below the fixture's top."""
+        peg = self.cube_pos
+        centred = (peg[:, :2] - self.goal[:, :2]).norm(dim=-1) < 0.004
+        bottom = peg[:, 2] - self.object_half_height
+        return centred & (bottom < HOLE_TOP - self.cfg.insert_depth)
+
+    def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
+        m = super()._task_metrics(done_ids)
+        m["final_depth"] = HOLE_TOP - (self.cube_pos[done_ids, 2] - self.object_half_height)
         return m

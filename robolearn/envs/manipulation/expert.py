@@ -19,6 +19,7 @@ from torch import Tensor
 
 from robolearn.core.math import quat_to_rotmat
 from robolearn.core.types import Obs, TaskSpec
+from robolearn.envs.manipulation.arm import HOLE_TOP
 
 if TYPE_CHECKING:
     from robolearn.envs.manipulation.arm import ArmEnv
@@ -40,6 +41,11 @@ def _down_rotation(yaw: Tensor) -> Tensor:
     y_axis = torch.stack((s, -c, z), -1)
     z_axis = torch.stack((z, z, -torch.ones_like(yaw)), -1)
     return torch.stack((x_axis, y_axis, z_axis), -1)
+
+
+def turn_to_axes(yaw: Tensor) -> Tensor:
+    """`yaw` folded into [-45°, 45°): the rotation that takes a square object off the world axes."""
+    return torch.remainder(yaw + math.pi / 4, math.pi / 2) - math.pi / 4
 
 
 def _rotation_error(rot: Tensor, rot_des: Tensor) -> Tensor:
@@ -83,15 +89,21 @@ def _lift_action(env: ArmEnv, state: Tensor, sl: dict[str, slice], ee_pos: Tenso
     tcp_yaw = torch.atan2(rot[:, 1, 0], rot[:, 0, 0])
     cube_yaw = torch.atan2(yaw4[:, 1], yaw4[:, 0]) / 4
     turn = torch.remainder(cube_yaw - tcp_yaw + math.pi / 4, math.pi / 2) - math.pi / 4
+    # where the TCP grasps, relative to the object's centre: cubes low (pads over most of the cube), a tall peg
+    # near its top (the pads must stay above the fixture while the peg goes in)
+    peg = bool(env.object_half_height)
+    grasp_dz = env.object_half_height - 0.015 if peg else -0.005
     d_xy = (cube[:, :2] - ee_pos[:, :2]).norm(dim=-1)
-    dz = ee_pos[:, 2] - cube[:, 2]
+    dz = ee_pos[:, 2] - (cube[:, 2] + (grasp_dz if peg else 0.0))  # cube: the window is centred on the cube
     closed_on_cube = (width < 2 * half + 0.001) & (width > 2 * half - 0.01)  # both pads on the cube
     # at the cube; once the fingers are closing, wider bounds (hysteresis against the perception noise)
     closing = width < 0.07
     at_cube = ((d_xy < 0.01) & (dz.abs() < 0.012)) | (closing & (d_xy < 0.02) & (dz.abs() < 0.025))
     grasped = at_cube & closed_on_cube
-    # at the cube: hold the current yaw (the cube turns with the fingers; following it would be positive feedback)
-    rot_des = _down_rotation(torch.where(at_cube, tcp_yaw, tcp_yaw + turn))
+    # at the cube: hold the current yaw (the cube turns with the fingers; following it would be positive feedback);
+    # a held peg is turned square to the (axis-aligned) hole instead
+    hold_yaw = tcp_yaw - turn_to_axes(cube_yaw) if peg else tcp_yaw
+    rot_des = _down_rotation(torch.where(at_cube, torch.where(grasped, hold_yaw, tcp_yaw), tcp_yaw + turn))
     aligned = (d_xy < 0.006) & (turn.abs() < 0.05)
 
     above = cube.clone()
@@ -99,7 +111,7 @@ def _lift_action(env: ArmEnv, state: Tensor, sl: dict[str, slice], ee_pos: Tenso
     lifted = cube.clone()
     lifted[:, 2] = half + env.cfg.lift_height + 0.05
     grasp = cube.clone()
-    grasp[:, 2] = cube[:, 2] - 0.005  # fingertips 1.2 cm above the table: the pads cover most of the cube
+    grasp[:, 2] = cube[:, 2] + grasp_dz
     target = torch.where(aligned[:, None], grasp, above)  # descend once aligned above the cube
     target = torch.where(at_cube[:, None], ee_pos, target)  # hold still while closing
     target = torch.where(grasped[:, None], lifted, target)  # lift
@@ -107,18 +119,32 @@ def _lift_action(env: ArmEnv, state: Tensor, sl: dict[str, slice], ee_pos: Tenso
     if "goal_pos" in sl:  # pick-place: carry the held cube to the goal, lower it, let go, back off upwards
         goal = state[:, sl["goal_pos"]]
         to_goal = (goal[:, :2] - cube[:, :2]).norm(dim=-1)
-        carry_z = half + 0.08
+        carry_z = half + 0.08 if not peg else torch.full_like(half, 0.04 + env.object_half_height + 0.025)
         want = torch.cat((goal[:, :2], carry_z[:, None]), -1)  # the cube centre we want next
         want = torch.where((cube[:, 2] < carry_z - 0.03)[:, None] & (to_goal > 0.01)[:, None],
                            torch.cat((cube[:, :2], want[:, 2:]), -1), want)  # lift straight up first
-        lowering = (to_goal < 0.008) | ((to_goal < 0.02) & (cube[:, 2] < carry_z - 0.01))  # hysteresis
+        tol = 0.0015 if peg else 0.008  # the peg goes down only when centred over the hole (2 mm clearance)
+        lowering = (to_goal < tol) | ((to_goal < 2.5 * tol) & (cube[:, 2] < carry_z - 0.01))  # hysteresis
         want = torch.where(lowering[:, None], goal, want)  # above the goal: lower it to the table
+        if peg:  # not yet in the hole and off-centre by more than the tolerance: hover 1 cm above it, re-centre
+            in_hole = cube[:, 2] - env.object_half_height < HOLE_TOP - 0.002
+            hover = (to_goal < 0.01) & (to_goal >= tol) & ~in_hole
+            want = torch.where(hover[:, None], torch.cat((goal[:, :2], torch.full_like(goal[:, 2:], HOLE_TOP +
+                               env.object_half_height + 0.01)), -1), want)
+            want = torch.where(in_hole[:, None] & (to_goal < 0.01)[:, None], goal, want)
         target = torch.where(grasped[:, None], ee_pos + (want - cube), target)
-        placed = (to_goal < 0.015) & (cube[:, 2] < half + 0.006) & (width > 2 * half - 0.01)
+        placed = (to_goal < 0.015) & (cube[:, 2] < half + 0.006) & (width > 2 * half - 0.01) & (not peg)
         target = torch.where(placed[:, None], torch.cat((ee_pos[:, :2], ee_pos[:, 2:] + 0.05), -1), target)
         gripper = torch.where(placed, 1.0, gripper)
     action = _ee_action(env, ee_pos, rot, target, rot_des, gripper)
     # lift at ≤ 40 % of the step (a jerk at lift-off makes the cube slip in the fingers)
     slow = torch.where(grasped, 0.4, 1.0)[:, None]
-    return torch.cat((action[:, :6].clamp(-1, 1) * slow, action[:, 6:]), -1)
+    action = torch.cat((action[:, :6].clamp(-1, 1) * slow, action[:, 6:]), -1)
+    if "goal_pos" in sl and peg:  # near the hole: full-gain xy (no slow-down: the servos' static error would
+        # leave a millimetre offset), slow z (descending must not drag the peg off-centre)
+        near = grasped & ((goal[:, :2] - cube[:, :2]).norm(dim=-1) < 0.01)
+        fine_xy = ((target[:, :2] - ee_pos[:, :2]) / env.cfg.ee_pos_step).clamp(-0.4, 0.4)
+        action[:, :2] = torch.where(near[:, None], fine_xy, action[:, :2])
+        action[:, 2] = torch.where(near, action[:, 2].clamp(-0.15, 0.15), action[:, 2])
+    return action
 
