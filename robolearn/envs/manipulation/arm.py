@@ -541,7 +541,6 @@ class LiftEnv(ArmEnv):
         self.cube_dof = int(m.jnt_dofadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)])
         self.cube_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, name)
         self.cube_geom = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name)
-        self.perceived_noise = torch.zeros(n, 3, device=dev)
 
     @classmethod
     def reward_term_names(cls) -> list[str]:
