@@ -27,9 +27,9 @@ from robolearn.sim.quadrotor import QuadrotorParams
 class PDGains:
     """Gains of the cascaded controller; the lag inversion lets the attitude loop run far faster than the motors."""
 
-    pos_p: float = 4.0
+    pos_p: float = 8.0
     """Position error → acceleration [1/s²]."""
-    pos_d: float = 3.0
+    pos_d: float = 5.0
     """Velocity error → acceleration [1/s]."""
     att_p: float = 400.0
     """Attitude (z-axis) error → angular acceleration [1/s²]."""
