@@ -24,6 +24,9 @@ BENCHMARKS: dict[str, str] = {
     "dataset-windows": "robolearn.data.bench:dataset_windows",
     "ros-loop-latency": "robolearn_ros.bench:ros_loop_latency",  # needs the `ros` extra (ROS 2 wheels)
     "act-size-inference": "robolearn_ros.bench:act_size_inference",
+    "manip-step": "robolearn.envs.manipulation.bench:manip_step",
+    "render": "robolearn.envs.manipulation.bench:render",
+    "expert-success": "robolearn.envs.manipulation.bench:expert_success",
     "act-train": "robolearn.policies.bench:act_train",
     "diffusion-train": "robolearn.policies.bench:diffusion_train",
     "policy-latency": "robolearn.policies.bench:policy_latency",

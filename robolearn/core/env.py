@@ -147,8 +147,7 @@ class BatchedEnv(Generic[CfgT]):
             info.update(self._finish(done_ids, terminated))
             self._reset_bookkeeping(done_ids)
             self._reset_idx(done_ids)
-            fresh = self._observe()
-            obs = {k: torch.where(done.view(-1, *[1] * (v.dim() - 1)), fresh[k], v) for k, v in obs.items()}
+            obs = _select(done, self._observe(), obs)
         return StepResult(obs, reward, terminated, truncated, info)
 
     def step_grad(self, action: Tensor) -> StepResult:
@@ -279,6 +278,13 @@ class BatchedEnv(Generic[CfgT]):
                 obj[last] = value
             else:
                 setattr(obj, last, value)
+
+
+def _select(done: Tensor, fresh: Any, old: Any) -> Any:
+    """Per env: `fresh` where done, else `old`; through nested groups ({"policy": {"state": .., "rgb_wrist": ..}})."""
+    if isinstance(old, dict):
+        return {k: _select(done, fresh[k], v) for k, v in old.items()}
+    return torch.where(done.view(-1, *[1] * (old.dim() - 1)), fresh, old)
 
 
 def _collect_tensors(obj: Any, prefix: str, out: dict[str, Tensor], depth: int) -> None:

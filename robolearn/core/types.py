@@ -9,7 +9,9 @@ import torch
 from torch import Tensor
 
 Obs = dict[str, Tensor]
-"""Observation groups: "policy" (what the real robot measures), "critic" (privileged), ..., each (N, D)."""
+"""Observation groups: "policy" (what the real robot measures), "critic" (privileged), ..., each (N, D); a group
+may instead be a dict of named terms (e.g. {"state": (N, D), "rgb_wrist": (N, H, W, 3)}) when modalities need
+different encoders."""
 
 
 @dataclass
@@ -100,5 +102,5 @@ class TaskSpec:
 
 
 def obs_to(obs: Obs, device: torch.device | str) -> Obs:
-    """Move every group of an observation dict to `device`."""
-    return {k: v.to(device) for k, v in obs.items()}
+    """Move every group (and every named term of a nested group) of an observation dict to `device`."""
+    return {k: obs_to(v, device) if isinstance(v, dict) else v.to(device) for k, v in obs.items()}

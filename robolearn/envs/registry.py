@@ -34,6 +34,30 @@ TASKS: dict[str, TaskEntry] = {
         "robolearn.envs.quadrotor.env:TrackCfg",
         "Crazyflie 2.1: follow a figure-eight (Lissajous) reference",
     ),
+    "arm-reach": TaskEntry(
+        "robolearn.envs.manipulation.arm:ReachEnv",
+        "robolearn.envs.manipulation.arm:ReachCfg",
+        "Franka-class arm (MuJoCo): move the gripper to a random goal position",
+        extra="sim",
+    ),
+    "arm-lift": TaskEntry(
+        "robolearn.envs.manipulation.arm:LiftEnv",
+        "robolearn.envs.manipulation.arm:LiftCfg",
+        "Franka-class arm (MuJoCo): grasp a 4 cm cube and lift it 10 cm",
+        extra="sim",
+    ),
+    "arm-pick-place": TaskEntry(
+        "robolearn.envs.manipulation.arm:PickPlaceEnv",
+        "robolearn.envs.manipulation.arm:PickPlaceCfg",
+        "Franka-class arm (MuJoCo): carry a cube to a goal on the table and put it down",
+        extra="sim",
+    ),
+    "arm-peg-insert": TaskEntry(
+        "robolearn.envs.manipulation.arm:PegInsertEnv",
+        "robolearn.envs.manipulation.arm:PegInsertCfg",
+        "Franka-class arm (MuJoCo): insert a square peg into a hole with 2 mm clearance",
+        extra="sim",
+    ),
 }
 
 

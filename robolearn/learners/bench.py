@@ -65,6 +65,7 @@ def quadrotor_hover_time(args: list[str]) -> dict:
         "env_steps": summary["env_steps"],
         "iterations": summary["iterations"],
         "final_pos_error_m": summary.get("eval/final_pos_error"),
+        "learner": cfg.learner,
         "config": opts.config,
         "seed": opts.seed,
     }

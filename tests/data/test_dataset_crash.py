@@ -86,7 +86,7 @@ def test_sigkill_at_random_moments_never_corrupts_committed_episodes(tmp_path: P
         assert store.num_episodes >= committed
         committed = store.num_episodes
         tails += _has_tail(path, store.num_frames)
-    assert committed >= 10, committed
+    assert committed >= 3, committed  # how many commit before the kills depends on machine load; not the point here
     assert tails >= 3, "kills never landed while an episode was being written"
     # a fresh interpreter appends cleanly after all those crashes
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}

@@ -13,6 +13,8 @@ TASKS = list(registry.TASKS)
 
 
 def small(task, **kw):
+    fields = {f.name for f in dataclasses.fields(registry.cfg_class(task))}
+    kw = {k: v for k, v in kw.items() if k in fields}  # task-specific knobs (quadrotor start ranges) where they exist
     cfg = dataclasses.replace(registry.cfg_class(task)(), num_envs=8, **kw)
     return registry.make(task, cfg, seed=3)
 

@@ -187,3 +187,18 @@ def test_view_adds_the_page_to_any_device():
     page.handle({"type": "event", "name": "success"})
     inp = dev.poll({})
     assert inp.command[0] == 1.0 and inp.events == [Event.START, Event.SUCCESS] and dev.needs_view
+
+
+def test_replay_evaluates_an_exported_artifact_on_the_recorded_starts(tmp_path, capsys):
+    from hover_artifact import make_hover_artifact
+
+    out = tmp_path / "r.zarr"
+    assert main(["collect", "--task", "quadrotor-hover", "--device", "expert", "--out", str(out), "--episodes", "2",
+                 "--episode-length", "0.5", *SET]) == 0
+    artifact = make_hover_artifact(tmp_path / "artifact")
+    capsys.readouterr()
+    assert main(["replay", str(out), "--json", "--policy", str(artifact)]) == 0
+    pol = json.loads(capsys.readouterr().out)["policy"]
+    # the artifact is a clone of a (memoryless) PD, the demos come from the task's expert: close, not equal
+    assert 0.0 < pol["action_rmse"] < 0.5
+    assert len(pol["episodes"]) == 2 and all(e["crash"] == 0 for e in pol["episodes"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -61,3 +63,32 @@ def s_to_stamp(t: float, msg: Any) -> Any:
     sec = math.floor(t)
     msg.sec, msg.nanosec = int(sec), int(round((t - sec) * 1e9)) % 1_000_000_000
     return msg
+
+
+def run_node(name: str, make_node: Callable[[], Any], close: str | None = None,
+             argv: list[str] | None = None) -> int:  # fmt: skip
+    """The console entry point of every node: build it, spin until SIGINT or shutdown, clean up.
+
+    A ConfigError while building gives one line on stderr and exit code 2; after spinning, `node.<close>()` is
+    called if `close` is given, then the node is destroyed and rclpy shut down.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = make_node()
+    except ConfigError as e:
+        print(f"{name}: error: {e}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if close is not None:
+            getattr(node, close)()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

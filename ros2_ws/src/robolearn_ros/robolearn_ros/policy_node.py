@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from robolearn_ros.adapters import Adapter, SafeCommand
-from robolearn_ros.messages import ConfigError
+from robolearn_ros.messages import ConfigError, run_node
 from robolearn_ros.topic_map import TopicMap, load_topic_map
 
 INACTIVE, ACTIVE, FAULT, ESTOP, STOPPING = "inactive", "active", "fault", "estop", "stopping"
@@ -219,24 +219,7 @@ class Core:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point `robolearn-policy-node` (`ros2 run robolearn_ros policy_node`)."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = PolicyNode()
-    except ConfigError as e:
-        print(f"policy_node: error: {e}", file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("policy_node", PolicyNode, argv=argv)
 
 
 def _make_node_class() -> type:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from robolearn_ros.messages import ConfigError, message_class
+from robolearn_ros.messages import ConfigError, message_class, run_node
 
 
 def _odometry(m: Any) -> list[float]:
@@ -128,25 +128,7 @@ def load_config(path: str) -> tuple[float, dict[str, FeatureSource]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point `robolearn-recorder-node` (`ros2 run robolearn_ros recorder_node`)."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = _make_node_class()()
-    except ConfigError as e:
-        print(f"recorder_node: error: {e}", file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("recorder_node", _make_node_class(), close='close', argv=argv)
 
 
 def _make_node_class() -> type:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from robolearn_ros.adapters import RPM_TO_RAD_S, pwm_to_thrust
-from robolearn_ros.messages import ConfigError, s_to_stamp, stamp_to_s
+from robolearn_ros.messages import ConfigError, run_node, s_to_stamp, stamp_to_s
 
 
 class QuadrotorSimRobot:
@@ -119,25 +119,7 @@ SIM_ROBOTS: dict[str, type] = {"quadrotor-hover": QuadrotorSimRobot, "quadrotor-
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point `robolearn-sim-robot-node` (`ros2 run robolearn_ros sim_robot_node`)."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = _make_node_class()()
-    except ConfigError as e:
-        print(f"sim_robot_node: error: {e}", file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.finish()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("sim_robot_node", _make_node_class(), close='finish', argv=argv)
 
 
 def _make_node_class() -> type:

@@ -1,5 +1,7 @@
 """A real, trained quadrotor-hover artifact in seconds: behaviour-clone the PD expert into an MLPPolicy.
 
+Shared by the ROS, firmware-app and replay tests.
+
 The ROS loop tests need a policy that actually flies. The RL hover policy is trained elsewhere; to swap it in,
 point ROBOLEARN_HOVER_ARTIFACT at an exported artifact directory (rpm mode) and the fixture uses it instead.
 """

@@ -1,0 +1,152 @@
+"""The physics-backend interface shared by `mujoco_cpu` (MuJoCo on the CPU) and `mjwarp` (MuJoCo Warp).
+
+A backend holds N copies ("worlds") of one MJCF model and exchanges everything as torch tensors on its
+device, batched over worlds. Tasks only talk to this interface, so one task definition runs on either
+backend (`make_backend(cfg.backend, ...)`).
+
+Per-env domain randomization works on named model fields; the task samples scale factors with its own
+generator and the backend applies `value = nominal * scale` to the selected elements:
+
+    "geom_friction"  sliding friction of the given geoms              (ids: geom ids)
+    "body_mass"      mass of the given bodies (inertia scaled alike)  (ids: body ids)
+    "body_inertia"   rotational inertia of the given bodies only      (ids: body ids; after body_mass)
+    "geom_size"      size of the given geoms, all dimensions alike    (ids: geom ids; bounding volumes follow)
+    "dof_damping"    joint damping of the given dofs                  (ids: dof ids)
+    "actuator_kp"    position-servo stiffness of the given actuators  (ids: actuator ids)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from robolearn.core.errors import ConfigError, RobolearnError, require
+
+RANDOMIZABLE = ("geom_friction", "body_mass", "body_inertia", "dof_damping", "actuator_kp", "geom_size")
+BACKENDS = ("mujoco_cpu", "mjwarp")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """N worlds of one MuJoCo model; every tensor is (num_envs, ...) on `device`."""
+
+    name: str
+    num_envs: int
+    device: torch.device
+    model: Any
+    """The nominal host `mujoco.MjModel` (names, sizes, ids)."""
+
+    def step(self, ctrl: Tensor, substeps: int = 1) -> None:
+        """Set the controls (N, nu) and advance every world by `substeps` physics steps."""
+        ...
+
+    def reset_idx(self, env_ids: Tensor, qpos: Tensor, qvel: Tensor, ctrl: Tensor | None = None) -> None:
+        """Set the state of worlds `env_ids` to (qpos, qvel) (K, nq)/(K, nv), zero warm starts, recompute kinematics."""
+        ...
+
+    def set_params(self, env_ids: Tensor, field: str, ids: list[int], scale: Tensor) -> Tensor:
+        """Set model `field` of elements `ids` in worlds `env_ids` to nominal × scale (K, len(ids)); returns values."""
+        ...
+
+    def forward(self) -> None:
+        """Recompute derived quantities (kinematics, sensors) from the current state."""
+        ...
+
+    def get_state(self) -> Tensor:
+        """Full integration state of every world (N, nstate) float64, for exact resume."""
+        ...
+
+    def set_state(self, state: Tensor) -> None:
+        """Restore what `get_state` returned."""
+        ...
+
+    @property
+    def qpos(self) -> Tensor:
+        """(N, nq) joint positions."""
+        ...
+
+    @property
+    def qvel(self) -> Tensor:
+        """(N, nv) joint velocities."""
+        ...
+
+    @property
+    def ctrl(self) -> Tensor:
+        """(N, nu) controls."""
+        ...
+
+    @property
+    def sensordata(self) -> Tensor:
+        """(N, nsensordata) sensor readings."""
+        ...
+
+    @property
+    def site_xpos(self) -> Tensor:
+        """(N, nsite, 3) site positions, world frame."""
+        ...
+
+    @property
+    def site_xmat(self) -> Tensor:
+        """(N, nsite, 3, 3) site orientations (site-to-world)."""
+        ...
+
+    @property
+    def xanchor(self) -> Tensor:
+        """(N, njnt, 3) joint anchors, world frame."""
+        ...
+
+    @property
+    def xaxis(self) -> Tensor:
+        """(N, njnt, 3) joint axes, world frame."""
+        ...
+
+
+def import_mujoco() -> Any:
+    """Import mujoco; on a Linux machine without a display, pick EGL offscreen rendering unless MUJOCO_GL is set.
+
+    MuJoCo reads MUJOCO_GL once, when it is first imported, so this must run before anything imports it.
+    """
+    if sys.platform.startswith("linux") and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
+    return require("mujoco", "sim")
+
+
+def load_model(path: str | Path, task: str) -> Any:
+    """Compile an MJCF file into a `mujoco.MjModel`, or fail with one line naming the task and the file."""
+    mujoco = import_mujoco()
+    path = Path(path)
+    if not path.is_file():
+        raise RobolearnError(f"{task}: MJCF file not found: {path}")
+    try:
+        return mujoco.MjModel.from_xml_path(str(path))
+    except ValueError as e:  # mujoco reports parse/compile errors as ValueError
+        msg = " ".join(str(e).split())
+        raise RobolearnError(f"{task}: malformed MJCF {path}: {msg}") from None
+
+
+def make_backend(
+    name: str, model: Any, num_envs: int, device: str | torch.device, task: str, fallback_to_cpu: bool = False
+) -> Backend:
+    """Build backend `name` ("mujoco_cpu" | "mjwarp") with `num_envs` worlds of `model`."""
+    if name == "mujoco_cpu":
+        from robolearn.sim.mujoco_cpu import MujocoCpuBackend
+
+        return MujocoCpuBackend(model, num_envs, device=device, task=task)
+    if name == "mjwarp":
+        from robolearn.sim.mjwarp import MjWarpBackend
+
+        return MjWarpBackend(model, num_envs, device=device, task=task, fallback_to_cpu=fallback_to_cpu)
+    raise ConfigError(f"{task}: unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
+
+
+def check_params(field: str, ids: list[int], scale: Tensor, k: int, task: str = "backend") -> None:
+    """Validate a `set_params` call (shared by the backends)."""
+    if field not in RANDOMIZABLE:
+        raise ConfigError(f"{task}: cannot randomize '{field}'; randomizable fields: {', '.join(RANDOMIZABLE)}")
+    if tuple(scale.shape) != (k, len(ids)):
+        raise RobolearnError(f"{task}: {field} scale shape {tuple(scale.shape)}, expected {(k, len(ids))}")

@@ -1,0 +1,141 @@
+"""The MuJoCo backends: state exchange, per-env randomization, bad input, and CPU/MuJoCo-Warp agreement."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from robolearn.core.errors import ConfigError, MissingExtraError, RobolearnError
+from robolearn.envs import registry
+from robolearn.envs.manipulation.arm import ARM_JOINTS, ASSETS, HOME
+from robolearn.sim.backend import import_mujoco, load_model, make_backend
+
+try:  # before anything imports mujoco: EGL offscreen rendering on a machine without a display
+    import_mujoco()
+except MissingExtraError as e:
+    pytest.skip(str(e), allow_module_level=True)
+
+
+def lift_backend(n=3, name="mujoco_cpu"):
+    model = load_model(ASSETS / "scene_lift.xml", "test")
+    return model, make_backend(name, model, n, "cpu", "test")
+
+
+def test_cpu_backend_resets_steps_and_exposes_tensors():
+    model, sim = lift_backend()
+    assert sim.qpos.shape == (3, model.nq) and sim.qvel.shape == (3, model.nv) and sim.ctrl.shape == (3, model.nu)
+    assert sim.site_xpos.shape == (3, model.nsite, 3) and sim.site_xmat.shape == (3, model.nsite, 3, 3)
+    assert sim.xanchor.shape == sim.xaxis.shape == (3, model.njnt, 3)
+    qpos = torch.tensor(model.qpos0, dtype=torch.float32).repeat(2, 1)
+    qpos[:, :ARM_JOINTS] = torch.tensor(HOME)
+    qpos[1, 0] = 0.3
+    sim.reset_idx(torch.tensor([0, 2]), qpos, torch.zeros(2, model.nv))
+    assert torch.allclose(sim.qpos[2, :ARM_JOINTS], qpos[1, :ARM_JOINTS])
+    ctrl = torch.cat((qpos[[0, 0, 1], :ARM_JOINTS], torch.full((3, 1), 0.04)), -1)
+    before = sim.qpos.clone()
+    sim.step(ctrl, 5)
+    assert torch.isfinite(sim.qpos).all() and torch.isfinite(sim.sensordata).all()
+    assert (sim.qpos[:, :ARM_JOINTS] - before[:, :ARM_JOINTS]).abs().max() < 0.05  # holds its commanded pose
+    state = sim.get_state()
+    sim.step(ctrl, 5)
+    after = sim.qpos.clone()
+    sim.set_state(state)
+    sim.step(ctrl, 5)
+    assert torch.equal(sim.qpos, after)  # exact resume
+
+
+def test_randomization_changes_exactly_what_it_claims():
+    model, sim = lift_backend()
+    ids = torch.tensor([1])
+    values = sim.set_params(ids, "body_mass", [3, 4], torch.tensor([[2.0, 0.5]]))
+    expected = torch.tensor([[2 * model.body_mass[3], 0.5 * model.body_mass[4]]], dtype=torch.float32)
+    assert torch.allclose(values, expected)
+    inertia = sim.batch.expanded("body_inertia")
+    assert inertia[1, 3] == pytest.approx(2 * model.body_inertia[3])
+    assert inertia[0, 3] == pytest.approx(model.body_inertia[3])
+    mass = sim.get_params("body_mass", [3])
+    assert mass[0, 0] == pytest.approx(model.body_mass[3]) and mass[2, 0] == pytest.approx(model.body_mass[3])
+    sim.set_params(ids, "geom_friction", [0], torch.tensor([[0.5]]))
+    assert sim.get_params("geom_friction", [0])[:, 0].tolist() == pytest.approx([1.0, 0.5, 1.0])
+    sim.set_params(ids, "dof_damping", [2], torch.tensor([[1.5]]))
+    assert sim.get_params("dof_damping", [2])[1, 0] == pytest.approx(1.5 * model.dof_damping[2])
+    # a softer servo on joint 1 of env 1 lags behind the same command
+    sim.set_params(ids, "actuator_kp", [0], torch.tensor([[0.25]]))
+    assert sim.batch.expanded("actuator_biasprm")[1, 0, 1] == pytest.approx(-0.25 * model.actuator_gainprm[0, 0])
+    qpos = torch.tensor(model.qpos0, dtype=torch.float32).repeat(3, 1)
+    qpos[:, :ARM_JOINTS] = torch.tensor(HOME)
+    sim.reset_idx(torch.arange(3), qpos, torch.zeros(3, model.nv))
+    ctrl = torch.cat((qpos[:, :ARM_JOINTS], torch.full((3, 1), 0.04)), -1)
+    ctrl[:, 0] += 0.2
+    sim.step(ctrl, 10)
+    moved = sim.qpos[:, 0]
+    assert moved[1] < 0.8 * moved[0] and moved[0] == pytest.approx(float(moved[2]), abs=1e-6)
+    with pytest.raises(ConfigError, match="cannot randomize 'geom_rgba'"):
+        sim.set_params(ids, "geom_rgba", [0], torch.ones(1, 1))
+
+
+def test_task_critic_reports_the_randomized_parameters():
+    cfg = dataclasses.replace(registry.cfg_class("arm-lift")(), num_envs=4)
+    env = registry.make("arm-lift", cfg, seed=0)
+    obs = env.reset()
+    sim, m = env.sim, env.model
+    kp = sim.get_params("actuator_kp", list(range(ARM_JOINTS))) / torch.tensor(m.actuator_gainprm[:ARM_JOINTS, 0])
+    assert torch.allclose(kp.float(), env.rand_scale["kp"], atol=1e-5)
+    assert kp.std(0).min() > 0  # differs between envs
+    lo, hi = cfg.randomize["kp"]
+    assert ((kp >= lo) & (kp <= hi)).all()
+    params = obs["critic"][:, -env.num_rand_params():]
+    assert torch.allclose(params[:, -ARM_JOINTS:], env.rand_scale["kp"])
+    mass = sim.get_params("body_mass", [env.cube_body]).squeeze(-1)
+    assert torch.allclose(mass, env.object_params[:, 0], atol=1e-6)
+    assert ((mass >= cfg.object_mass[0]) & (mass <= cfg.object_mass[1])).all()
+    # the cube's size is per env: its collision geometry, its resting height and the critic's object_params
+    half = sim.get_params("geom_size", [env.cube_geom]).squeeze(-1)
+    assert torch.allclose(half, env.object_params[:, 2], atol=1e-6) and half.std() > 0
+    assert torch.allclose(env.cube_pos[:, 2], half, atol=2e-3)
+    sl = {t.name: t for t in env.spec.obs_terms["policy"]}
+    assert "object_half_size" in sl
+    # a new episode draws new values
+    env._reset_idx(torch.arange(4))
+    assert not torch.allclose(sim.get_params("body_mass", [env.cube_body]).squeeze(-1), mass)
+
+
+def test_bad_model_files_and_backends_are_one_line_errors(tmp_path):
+    with pytest.raises(RobolearnError, match="arm-lift: MJCF file not found: .*nope.xml"):
+        load_model(tmp_path / "nope.xml", "arm-lift")
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<mujoco><worldbody><body><geom type='box'/></worldbody></mujoco>")
+    with pytest.raises(RobolearnError, match="arm-lift: malformed MJCF .*bad.xml") as err:
+        load_model(bad, "arm-lift")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="arm-lift: unknown backend 'bullet'"):
+        registry.make("arm-lift", num_envs=1, backend="bullet")
+
+
+def test_mjwarp_on_cuda_without_cuda_is_a_clear_error_unless_fallback_is_allowed():
+    pytest.importorskip("mujoco_warp")
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(RobolearnError, match="arm-reach: backend 'mjwarp' on device 'cuda'.*fallback_to_cpu"):
+        registry.make("arm-reach", num_envs=1, backend="mjwarp", device="cuda")
+    with pytest.warns(UserWarning, match="falls back to warp's CPU device"):
+        env = registry.make("arm-reach", num_envs=1, backend="mjwarp", device="cuda", fallback_to_cpu=True)
+    assert env.device.type == "cpu" and env.sim.name == "mjwarp"
+    env.reset()
+    assert torch.isfinite(env.step(torch.zeros(1, env.spec.action.dim)).obs["critic"]).all()
+
+
+def test_mjwarp_agrees_with_mujoco_cpu():
+    """40 policy steps (0.8 s) of the lift expert approaching the cube (cube resting on the table, contacts on):
+    joint positions agree within 1e-4 rad and the critic observation within 1e-3 (float32 warp vs float64 C)."""
+    pytest.importorskip("mujoco_warp")
+    envs = {b: registry.make("arm-lift", num_envs=2, seed=0, backend=b, device="cpu") for b in ("mujoco_cpu", "mjwarp")}
+    obs = {b: e.reset() for b, e in envs.items()}
+    cpu, warp = envs["mujoco_cpu"], envs["mjwarp"]
+    assert torch.allclose(cpu.sim.get_params("body_mass", [3]), warp.sim.get_params("body_mass", [3]))
+    for _ in range(40):
+        a = cpu.expert_action(obs["mujoco_cpu"])
+        obs = {b: e.step(a).obs for b, e in envs.items()}
+    assert (cpu.sim.qpos - warp.sim.qpos).abs().max() < 1e-4
+    assert (obs["mujoco_cpu"]["critic"] - obs["mjwarp"]["critic"]).abs().max() < 1e-3
+    assert (cpu.ee_pos - warp.ee_pos).norm(dim=-1).max() < 1e-4
