@@ -33,9 +33,9 @@ def one_thread():
 
 
 def test_act_on_hover_demos_beats_the_untrained_policy(tmp_path):
-    """600 steps of ACT on 32 DART-style expert demos: far fewer crashes and longer flights than untrained."""
+    """1,200 steps of ACT on 32 DART-style expert demos: far fewer crashes and longer flights than untrained."""
     data = hover_demos(tmp_path / "hover.zarr", episodes=32, noise=0.05)
-    cfg = ACTRunCfg(dataset=str(data), task="quadrotor-hover", env_set=EASY_HOVER, steps=600, batch_size=64,
+    cfg = ACTRunCfg(dataset=str(data), task="quadrotor-hover", env_set=EASY_HOVER, steps=1200, batch_size=64,
                     eval_episodes=32, log_every=100, checkpoint_every=10_000, runs_root=str(tmp_path / "runs"),
                     tensorboard=False,
                     policy=ACTConfig(dim_model=64, n_heads=4, dim_feedforward=256, n_encoder_layers=2,
@@ -48,7 +48,7 @@ def test_act_on_hover_demos_beats_the_untrained_policy(tmp_path):
     assert summary["eval/length_s"] >= before["length_s"] + 0.5
     # the checkpoint rebuilds the same policy
     policy, meta = load_policy_checkpoint(summary["checkpoint"], kind="act")
-    assert meta["step"] == 600 and meta["task"] == "quadrotor-hover"
+    assert meta["step"] == 1200 and meta["task"] == "quadrotor-hover"
     obs = {STATE: torch.randn(2, 146)}
     trainer.policy.eval()
     torch.testing.assert_close(policy.predict_action_chunk(obs), trainer.policy.predict_action_chunk(obs))
