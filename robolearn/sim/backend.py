@@ -150,3 +150,32 @@ def check_params(field: str, ids: list[int], scale: Tensor, k: int, task: str = 
         raise ConfigError(f"{task}: cannot randomize '{field}'; randomizable fields: {', '.join(RANDOMIZABLE)}")
     if tuple(scale.shape) != (k, len(ids)):
         raise RobolearnError(f"{task}: {field} scale shape {tuple(scale.shape)}, expected {(k, len(ids))}")
+
+
+def scale_params(f: dict[str, Any], nom: dict[str, Any], field: str, w: Any, el: Any, s: Any) -> None:
+    """Write nominal × `s` into the model arrays behind `field` for worlds `w` (K, 1) and elements `el` (1, L).
+
+    Shared by the backends: `f`/`nom` hold numpy arrays (mujoco_cpu) or torch tensors (mjwarp), which index and
+    broadcast alike; `s` (K, L) is broadcast over each array's trailing dimensions.
+    """
+
+    def put(name: str, *idx: int) -> None:
+        target = nom[name][(w, el, *idx)]
+        f[name][(w, el, *idx)] = target * s.reshape(tuple(s.shape) + (1,) * (target.ndim - s.ndim))
+
+    if field == "geom_friction":
+        put("geom_friction", 0)
+    elif field == "body_mass":
+        put("body_mass")
+        put("body_inertia")
+    elif field == "body_inertia":
+        put("body_inertia")
+    elif field == "geom_size":  # bounding sphere and box scale with it (broad/mid-phase culling)
+        put("geom_size")
+        put("geom_rbound")
+        put("geom_aabb")
+    elif field == "dof_damping":
+        put("dof_damping")
+    elif field == "actuator_kp":  # a position servo: bias −kp·q keeps it one
+        put("actuator_gainprm", 0)
+        f["actuator_biasprm"][(w, el, 1)] = -f["actuator_gainprm"][(w, el, 0)]

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from robolearn.core.errors import RobolearnError, require
-from robolearn.sim.backend import check_params
+from robolearn.sim.backend import check_params, scale_params
 
 _BOUND = ("qpos", "qvel", "ctrl", "sensordata", "site_xpos", "site_xmat", "xanchor", "xaxis")
 _EXPANDED = (
@@ -103,24 +103,7 @@ class MujocoCpuBackend:
         w = env_ids.detach().cpu().numpy().astype(np.int64)[:, None]
         el = np.asarray(ids, dtype=np.int64)[None, :]
         s = scale.detach().to("cpu", torch.float64).numpy()
-        f, nom = self._fields, self._nominal
-        if field == "geom_friction":
-            f["geom_friction"][w, el, 0] = nom["geom_friction"][w, el, 0] * s
-        elif field == "body_mass":
-            f["body_mass"][w, el] = nom["body_mass"][w, el] * s
-            f["body_inertia"][w, el] = nom["body_inertia"][w, el] * s[..., None]
-        elif field == "body_inertia":
-            f["body_inertia"][w, el] = nom["body_inertia"][w, el] * s[..., None]
-        elif field == "geom_size":  # bounding sphere and box scale with it (broad/mid-phase culling)
-            f["geom_size"][w, el] = nom["geom_size"][w, el] * s[..., None]
-            f["geom_rbound"][w, el] = nom["geom_rbound"][w, el] * s
-            f["geom_aabb"][w, el] = nom["geom_aabb"][w, el] * s[..., None]  # (center, half extents)
-        elif field == "dof_damping":
-            f["dof_damping"][w, el] = nom["dof_damping"][w, el] * s
-        elif field == "actuator_kp":
-            kp = nom["actuator_gainprm"][w, el, 0] * s
-            f["actuator_gainprm"][w, el, 0] = kp
-            f["actuator_biasprm"][w, el, 1] = -kp
+        scale_params(self._fields, self._nominal, field, w, el, s)
         return self.get_params(field, ids)[env_ids.cpu()].to(self.device)
 
     def get_params(self, field: str, ids: list[int]) -> Tensor:
