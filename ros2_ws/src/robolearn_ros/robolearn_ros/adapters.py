@@ -40,6 +40,18 @@ def pwm_to_thrust(pwm: float, max_thrust_n: float = DEFAULT_MAX_THRUST_N) -> flo
     return float(np.clip(pwm, 0.0, PWM_MAX)) / PWM_MAX * max_thrust_n
 
 
+def joint_state(msg: Any, joints: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and velocities of `joints` from a sensor_msgs/JointState, in that order (velocity 0 if absent)."""
+    index = {n: i for i, n in enumerate(msg.name)}
+    missing = [j for j in joints if j not in index]
+    if missing:
+        raise ValueError(f"joint_states lacks joint(s) {missing}")
+    ids = [index[j] for j in joints]
+    q = np.array([msg.position[i] for i in ids], dtype=np.float64)
+    dq = np.array([msg.velocity[i] for i in ids], dtype=np.float64) if len(msg.velocity) else np.zeros(len(ids))
+    return q, dq
+
+
 @dataclass
 class Slot:
     """One input or output of an adapter: the message types it accepts and whether the topic map must give it."""
@@ -325,20 +337,9 @@ class ArmAdapter(Adapter):
         self.delta = names == ["joint_pos_delta"]
         self._q: np.ndarray | None = None
 
-    def _joints(self, msg: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Positions and velocities of the configured joints, in policy order."""
-        index = {n: i for i, n in enumerate(msg.name)}
-        missing = [j for j in self.opt["joints"] if j not in index]
-        if missing:
-            raise ValueError(f"joint_states lacks joint(s) {missing}")
-        ids = [index[j] for j in self.opt["joints"]]
-        q = np.array([msg.position[i] for i in ids], dtype=np.float64)
-        dq = np.array([msg.velocity[i] for i in ids], dtype=np.float64) if len(msg.velocity) else np.zeros(len(ids))
-        return q, dq
-
     def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Observation terms from the latest messages."""
-        q, dq = self._joints(msgs["joint_states"])
+        q, dq = joint_state(msgs["joint_states"], self.opt["joints"])
         self._q = q
         return {"joint_pos": q, "joint_vel": dq}
 
@@ -374,7 +375,7 @@ class ArmAdapter(Adapter):
             return SafeCommand(np.zeros(self.action_dim), done=True, phase="hold")  # target = measured position
         if fresh and msgs.get("joint_states") is not None:
             try:
-                return SafeCommand(self._joints(msgs["joint_states"])[0], done=True, phase="hold")
+                return SafeCommand(joint_state(msgs["joint_states"], self.opt["joints"])[0], done=True, phase="hold")
             except ValueError:
                 pass
         if self._q is not None:
@@ -429,20 +430,9 @@ class LeggedAdapter(Adapter):
             raise ConfigError(f"topic map: option 'safe_mode' is {self.opt['safe_mode']!r}; choose damping or stand")
         self._q: np.ndarray | None = None
 
-    def _joints(self, msg: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Positions and velocities of the configured joints, in policy order."""
-        index = {n: i for i, n in enumerate(msg.name)}
-        missing = [j for j in self.opt["joints"] if j not in index]
-        if missing:
-            raise ValueError(f"joint_states lacks joint(s) {missing}")
-        ids = [index[j] for j in self.opt["joints"]]
-        q = np.array([msg.position[i] for i in ids], dtype=np.float64)
-        dq = np.array([msg.velocity[i] for i in ids], dtype=np.float64) if len(msg.velocity) else np.zeros(len(ids))
-        return q, dq
-
     def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Observation terms from the latest messages."""
-        q, dq = self._joints(msgs["joint_states"])
+        q, dq = joint_state(msgs["joint_states"], self.opt["joints"])
         self._q = q
         imu = msgs["imu"]
         o, w = imu.orientation, imu.angular_velocity
