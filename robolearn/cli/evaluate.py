@@ -1,7 +1,8 @@
 """`robolearn eval RUN_OR_ARTIFACT`: success rate, errors and crashes over N random episodes, plus a plot and video.
 
 A run directory evaluates the latest checkpoint's actor in torch; an artifact directory (with manifest.json)
-evaluates the exported policy through the deployment runtime (ONNX Runtime), exactly as a robot runs it.
+evaluates the exported policy through the deployment runtime (ONNX Runtime), exactly as a robot runs it — an MLP,
+or an ACT / Diffusion Policy with its action queue per env copy.
 An imitation run (`robolearn train act|diffusion`) is evaluated on its task with the run's `--set` overrides,
 through the policy's action queue (temporal ensembling / receding horizon).
 """
@@ -71,12 +72,30 @@ def run(args: argparse.Namespace) -> int:
         from robolearn.export.runtime import PolicyRuntime
 
         runtime = PolicyRuntime.load(path, backend=args.backend)
-        cfg = load_run_cfg(runtime.manifest["source"]["config"], f"{path}/manifest.json: source.config")
+        source, where = runtime.manifest["source"], f"{path}/manifest.json: source"
+        kind = runtime.manifest["network"]["kind"]
+        if kind == "mlp":
+            cfg = load_run_cfg(source["config"], f"{where}.config")
+        else:  # an imitation policy: its task with the run's --set overrides
+            from robolearn.learners.imitation import make_eval_env, run_cfg_from_meta
+
+            if "imitation_config" not in source:
+                raise RobolearnError(f"{where}: no 'imitation_config'; cannot rebuild the task it was trained on")
+            il_cfg = run_cfg_from_meta({"kind": kind, "config": source["imitation_config"]},
+                                       f"{where}.imitation_config")
+            task = expert_task = il_cfg.task
+            env = make_eval_env(dataclasses.replace(il_cfg, device="cpu"), args.episodes, args.seed)
+            if runtime.obs_dim != env.spec.obs_dims.get("policy"):
+                raise RobolearnError(f"{path}: observation dim {runtime.obs_dim} does not match task '{task}'")
 
         def policy(obs: dict) -> torch.Tensor:
-            return torch.from_numpy(runtime.act(obs["policy"].cpu().numpy())).to(obs["policy"].device)
+            x = obs["policy"]
+            if isinstance(x, dict):
+                raise RobolearnError(f"{path}: task observations hold camera images; evaluate the run directory "
+                                     "(torch) instead of the artifact")
+            return torch.from_numpy(runtime.act(x.cpu().numpy())).to(x.device)
 
-        label, out = f"artifact {path.name} ({args.backend})", Path(args.out or f"{path}-eval")
+        label, out = f"artifact {path.name} ({kind}, {args.backend})", Path(args.out or f"{path}-eval")
     else:
         cfg, actor, ckpt = load_policy(path)
 

@@ -1,8 +1,9 @@
 """`robolearn export RUN_DIR`: write the policy artifact (weights + manifest + ONNX, optionally C).
 
-Imitation runs (`robolearn train act|diffusion`) export as chunk-policy artifacts: ACT as one ONNX graph, Diffusion
-Policy as observation encoder + denoiser ONNX graphs with a fixed-step DDIM sampler in the runtime
-(`--sampler-steps N`, default the policy's inference steps); see robolearn/export/chunked.py.
+Imitation runs (`robolearn train act|diffusion --task T`) export to the same artifact (schema 2, `network.kind`
+act/diffusion): ACT as one ONNX graph, Diffusion Policy as observation encoder + denoiser ONNX graphs with a
+fixed-step DDIM sampler in the runtime (`--sampler-steps N`, default the policy's inference steps); the policy runtime,
+`robolearn eval ARTIFACT` and the ROS 2 policy node run either. See robolearn/export/chunked.py.
 """
 
 from __future__ import annotations
@@ -26,36 +27,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_imitation(args: argparse.Namespace, ckpt: Path, meta: dict) -> int:
-    """Export an ACT / Diffusion Policy checkpoint as a chunk-policy artifact."""
-    import shutil
+    """Export an ACT / Diffusion Policy checkpoint as a (schema 2) policy artifact for its task."""
+    import dataclasses
 
     from robolearn.core.errors import RobolearnError
     from robolearn.export.chunked import export_chunk_policy
-    from robolearn.learners.imitation import load_policy_checkpoint
+    from robolearn.learners.imitation import load_policy_checkpoint, make_eval_env, run_cfg_from_meta
 
     policy, meta = load_policy_checkpoint(ckpt)
+    cfg = run_cfg_from_meta(meta, str(ckpt))
+    if cfg.task is None:
+        raise RobolearnError(f"{args.run_dir}: trained without --task; an artifact needs the task whose observation "
+                             "and action terms the robot provides (train with --task T)")
     out = Path(args.out) if args.out else Path(args.run_dir) / "artifact"
-    if out.exists() and any(out.iterdir()):
-        if not args.overwrite:
-            raise RobolearnError(f"{out}: exists and is not empty (use --overwrite)")
-        if not (out / "manifest.json").exists():
-            raise RobolearnError(f"{out}: not an artifact directory; refusing to replace it")
-        shutil.rmtree(out)
-    extra: dict = {"source": {"run": str(Path(args.run_dir).resolve()), "checkpoint": ckpt.name,
-                              "dataset": meta.get("dataset")}, "task": meta.get("task")}
-    if meta.get("task"):
-        from robolearn.envs import registry
-
-        spec = registry.make(meta["task"], num_envs=1).spec
-        extra["observation_terms"] = {g: [t.to_dict() for t in terms] for g, terms in spec.obs_terms.items()
-                                      if g == "policy"}
-        extra["action_spec"] = spec.action.to_dict()
-    path = export_chunk_policy(policy, out, num_inference_steps=args.sampler_steps, extra=extra)
-    print(f"artifact: {path}")
-    for f in sorted(path.rglob("*")):
-        if f.is_file():
-            print(f"  {f.relative_to(path)}  ({f.stat().st_size:,} bytes)")
-    return 0
+    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").exists():
+        raise RobolearnError(f"{out}: not an artifact directory; refusing to replace it")
+    # the task's spec with the run's --set overrides (cameras, action mode)
+    spec = make_eval_env(dataclasses.replace(cfg, device="cpu"), num_envs=1, seed=0).spec
+    source = {"run": str(Path(args.run_dir).resolve()), "checkpoint": ckpt.name, "kind": meta["kind"],
+              "dataset": meta.get("dataset"), "imitation_config": to_dict(cfg)}
+    path = export_chunk_policy(policy, out, spec, num_inference_steps=args.sampler_steps, source=source,
+                               overwrite=args.overwrite)
+    return _report(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         policy, env.spec, out, targets=tuple(args.target), overwrite=args.overwrite,
         source={"run": str(Path(args.run_dir).resolve()), "checkpoint": ckpt.name, "config": to_dict(cfg)},
     )
+    return _report(path)
+
+
+def _report(path: Path) -> int:
+    """Print the artifact's files."""
     print(f"artifact: {path}")
     for f in sorted(path.rglob("*")):
         if f.is_file():

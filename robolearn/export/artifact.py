@@ -3,9 +3,14 @@
 Layout of an artifact directory (what crosses from training to robots; nothing in it is pickled):
 
     manifest.json          observation/action terms, normalization, network, file hashes, source run
-    weights.safetensors    MLPPolicy.state_dict() as float32
-    policy.onnx            raw observation (B, D) "obs" -> normalized action (B, A) "action" in [-1, 1]
-    c/                     optional plain-C99 sources (targets=("onnx", "c"))
+    weights.safetensors    the policy's state_dict as float32
+    policy.onnx            MLP: raw observation (B, D) "obs" -> normalized action (B, A) "action" in [-1, 1]
+    c/                     optional plain-C99 sources of an MLP (targets=("onnx", "c"))
+
+Schema 2 adds chunking imitation policies under the same manifest (`network.kind` "act" or "diffusion", written by
+`robolearn.export.chunked`): the same task/robot/observation/action keys, so the runtime, `robolearn eval` and the
+ROS 2 policy node take any artifact; the chunk keys (chunk size, execution horizon, ONNX inputs, the DDIM sampler)
+live under `network` and `observation.inputs`. Schema-1 artifacts (MLP only) still load.
 
 This module imports only numpy (and safetensors/onnx when a function needs them): the robot-side
 runtime uses the checks here, so torch is imported lazily, inside `export_policy` only.
@@ -38,7 +43,8 @@ if TYPE_CHECKING:
     from robolearn.networks.mlp import MLPPolicy
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READS = (1, 2)  # schema 1 = an MLP artifact of robolearn 0.1; its keys are those of a schema-2 MLP artifact
 FORMAT = "robolearn.policy"
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
@@ -47,6 +53,9 @@ C_DIR = "c"
 TARGETS = ("onnx", "c")
 ACTIVATIONS = ("relu", "elu", "tanh", "gelu", "silu")
 OUTPUTS = ("tanh", "clamp")
+CHUNK_GRAPHS = {"act": ("onnx",), "diffusion": ("encoder", "denoiser")}  # files.<key> each chunk kind needs
+KINDS = ("mlp", *CHUNK_GRAPHS)
+INPUT_DTYPES = ("float32", "uint8")
 CHECK_ATOL = 1e-4  # self-check tolerance between backends (torch at export vs onnxruntime/torch at load)
 _RESERVED = ("schema_version", "format", "task", "robot", "control_rate_hz", "observation", "action", "network",
              "files", "check", "source")
@@ -177,10 +186,14 @@ def validate_manifest(m: Any, where: str = MANIFEST) -> dict[str, Any]:
     version = v.get("schema_version", int)
     if version > SCHEMA_VERSION:
         raise v.fail(f"schema_version {version} was written by a newer robolearn; this one reads {SCHEMA_VERSION}")
-    if version != SCHEMA_VERSION:
-        raise v.fail(f"schema_version {version} is not supported (expected {SCHEMA_VERSION})")
+    if version not in READS:
+        raise v.fail(f"schema_version {version} is not supported (reads {', '.join(map(str, READS))})")
     if v.get("format", str) != FORMAT:
         raise v.fail(f"key 'format' is '{m['format']}', expected '{FORMAT}'")
+    kind = v.get("network.kind", str)
+    if kind not in (KINDS if version >= 2 else ("mlp",)):
+        raise v.fail(f"key 'network.kind' is '{kind}'; schema {version} knows "
+                     f"{', '.join(KINDS if version >= 2 else ('mlp',))}")
     v.get("task", str)
     v.get("robot", str)
     if v.get("control_rate_hz", float) <= 0:
@@ -193,15 +206,18 @@ def validate_manifest(m: Any, where: str = MANIFEST) -> dict[str, Any]:
     for t, o in zip(obs_terms, term_offsets(t["dim"] for t in obs_terms), strict=True):
         if t["offset"] != o:
             raise v.fail(f"observation term '{t['name']}' has offset {t['offset']}, expected {o}")
-    v.numbers("observation.normalization.mean", d)
-    if (v.numbers("observation.normalization.std", d) < 0).any():
-        raise v.fail("key 'observation.normalization.std' holds a negative value")
-    if v.get("observation.normalization.eps", float) < 0:
-        raise v.fail("key 'observation.normalization.eps' must be >= 0")
-    if v.get("observation.normalization.clip", float) <= 0:
-        raise v.fail("key 'observation.normalization.clip' must be > 0")
-    if v.get("observation.normalization.folded_into_onnx", bool) is not True:
-        raise v.fail("key 'observation.normalization.folded_into_onnx' must be true (schema 1 ONNX takes raw obs)")
+    if kind == "mlp":
+        v.numbers("observation.normalization.mean", d)
+        if (v.numbers("observation.normalization.std", d) < 0).any():
+            raise v.fail("key 'observation.normalization.std' holds a negative value")
+        if v.get("observation.normalization.eps", float) < 0:
+            raise v.fail("key 'observation.normalization.eps' must be >= 0")
+        if v.get("observation.normalization.clip", float) <= 0:
+            raise v.fail("key 'observation.normalization.clip' must be > 0")
+        if v.get("observation.normalization.folded_into_onnx", bool) is not True:
+            raise v.fail("key 'observation.normalization.folded_into_onnx' must be true (the ONNX takes raw obs)")
+    else:
+        _validate_inputs(v, d)
 
     # action
     a = v.get("action.dim", int)
@@ -215,8 +231,9 @@ def validate_manifest(m: Any, where: str = MANIFEST) -> dict[str, Any]:
     v.get("action.rate_hz", float)
 
     # network
-    if v.get("network.kind", str) != "mlp":
-        raise v.fail(f"key 'network.kind' is '{m['network']['kind']}'; schema 1 knows 'mlp'")
+    if kind != "mlp":
+        _validate_chunk_network(v, kind, a)
+        return m
     if v.get("network.obs_dim", int) != d:
         raise v.fail(f"key 'network.obs_dim' is {m['network']['obs_dim']} but 'observation.dim' is {d}")
     if v.get("network.action_dim", int) != a:
@@ -230,10 +247,7 @@ def validate_manifest(m: Any, where: str = MANIFEST) -> dict[str, Any]:
         raise v.fail(f"key 'network.output' is '{m['network']['output']}'; known: {', '.join(OUTPUTS)}")
 
     # files
-    for key in ("weights", "onnx"):
-        if key == "weights" or v.get(f"files.{key}", dict, optional=True) is not None:
-            _check_rel_path(v, f"files.{key}.path", v.get(f"files.{key}.path", str))
-            v.get(f"files.{key}.sha256", str)
+    _validate_files(v, required=("weights",), optional=("onnx",))
     if v.get("files.c", dict, optional=True) is not None:
         _check_rel_path(v, "files.c.path", v.get("files.c.path", str))
         for name, digest in v.get("files.c.files", dict).items():
@@ -251,6 +265,80 @@ def validate_manifest(m: Any, where: str = MANIFEST) -> dict[str, Any]:
             v.numbers(f"check.action[{i}]", a, values=m["check"]["action"][i])
         v.get("check.atol", float)
     return m
+
+
+def _validate_files(v: _Manifest, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """`files.<key>` entries: a plain file name and its sha256."""
+    for key in (*required, *optional):
+        if key in required or v.get(f"files.{key}", dict, optional=True) is not None:
+            _check_rel_path(v, f"files.{key}.path", v.get(f"files.{key}.path", str))
+            v.get(f"files.{key}.sha256", str)
+
+
+def _validate_inputs(v: _Manifest, d: int) -> None:
+    """Chunk policies: `observation.inputs` maps the ONNX inputs to dataset keys; float inputs tile the vector."""
+    inputs = v.get("observation.inputs", list)
+    if not inputs:
+        raise v.fail("key 'observation.inputs' is empty")
+    o = 0
+    for i, spec in enumerate(inputs):
+        if not isinstance(spec, dict):
+            raise v.fail(f"key 'observation.inputs[{i}]' is not an object")
+        for f in ("name", "key", "dtype", "shape"):
+            if f not in spec:
+                raise v.fail(f"missing key 'observation.inputs[{i}].{f}'")
+            v.get(f, list if f == "shape" else str, root=spec)
+        shape = spec["shape"]
+        if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+            raise v.fail(f"key 'observation.inputs[{i}].shape' must be a list of positive ints")
+        if spec["dtype"] not in INPUT_DTYPES:
+            raise v.fail(f"key 'observation.inputs[{i}].dtype' is '{spec['dtype']}'; known: {', '.join(INPUT_DTYPES)}")
+        if spec["dtype"] == "float32":  # a slice of the flat observation vector
+            if len(shape) != 1 or spec.get("offset") != o:
+                raise v.fail(f"float input '{spec['key']}' needs a 1-D shape and 'offset' {o} (its start in the "
+                             "observation vector)")
+            o += shape[0]
+    if o != d:
+        raise v.fail(f"the float inputs of 'observation.inputs' cover {o} values but 'observation.dim' is {d}")
+
+
+def _validate_chunk_network(v: _Manifest, kind: str, a: int) -> None:
+    """`network` of an ACT / Diffusion Policy artifact: chunking, execution horizon, sampler, graph files."""
+    h = v.get("network.chunk_size", int)
+    if h <= 0:
+        raise v.fail("key 'network.chunk_size' must be > 0")
+    if not 1 <= v.get("network.n_action_steps", int) <= h:
+        raise v.fail(f"key 'network.n_action_steps' must be in 1..{h} (network.chunk_size)")
+    if v.get("network.n_obs_steps", int) < 1:
+        raise v.fail("key 'network.n_obs_steps' must be >= 1")
+    coef = v.get("network.temporal_ensemble_coef", (float, type(None)))
+    if coef is not None and coef < 0:
+        raise v.fail("key 'network.temporal_ensemble_coef' must be >= 0 or null")
+    if v.get("network.action_dim", int) != a:
+        raise v.fail(f"key 'network.action_dim' is {v.m['network']['action_dim']} but 'action.dim' is {a}")
+    v.get("network.description", dict)
+    if kind == "diffusion":
+        k = v.get("network.sampler.num_train_timesteps", int)
+        if v.get("network.sampler.kind", str) != "ddim":
+            raise v.fail("key 'network.sampler.kind' must be 'ddim'")
+        if v.get("network.sampler.prediction_type", str) != "epsilon":
+            raise v.fail("key 'network.sampler.prediction_type' must be 'epsilon' (the runtime's DDIM predicts noise)")
+        steps = v.get("network.sampler.timesteps", list)
+        if not steps or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < k for t in steps):
+            raise v.fail(f"key 'network.sampler.timesteps' must be a non-empty list of ints in 0..{k - 1}")
+        if ((ac := v.numbers("network.sampler.alphas_cumprod", k)) <= 0).any() or (ac > 1).any():
+            raise v.fail("key 'network.sampler.alphas_cumprod' must lie in (0, 1]")
+        v.get("network.sampler.final_alpha_cumprod", float)
+        v.get("network.sampler.clip_sample", bool)
+        v.numbers("network.action_normalization.shift", a)
+        v.numbers("network.action_normalization.scale", a)
+    _validate_files(v, required=("weights", *CHUNK_GRAPHS[kind]))
+    if v.get("check", dict, optional=True) is not None:
+        v.get("check.seed", int)
+        rows = v.get("check.chunk", list)
+        for i, row in enumerate(rows):
+            v.numbers(f"check.chunk[{i}]", a, values=row)
+        v.get("check.atol", float)
 
 
 def _check_rel_path(v: _Manifest, key: str, p: str) -> None:
@@ -280,7 +368,7 @@ def verify_files(artifact: Path, m: dict[str, Any], *, hashes: bool = True) -> d
     v = _Manifest(m, str(artifact / MANIFEST))
     files = m["files"]
     listed: list[tuple[Path, str, str]] = []
-    for key in ("weights", "onnx"):
+    for key in ("weights", "onnx", "encoder", "denoiser"):
         if key in files:
             listed.append((artifact / files[key]["path"], files[key]["sha256"], f"files.{key}.sha256"))
     if "c" in files:
@@ -298,6 +386,11 @@ def verify_files(artifact: Path, m: dict[str, Any], *, hashes: bool = True) -> d
         weights = st.load_file(str(wpath))
     except Exception as e:  # safetensors raises its own SafetensorError for every malformed file
         raise CheckpointError(f"{wpath}: not a readable safetensors file ({one_line(e)})") from None
+    if m["network"]["kind"] != "mlp":  # chunk policies: the ONNX graphs run; the weights are for torch users
+        bad = [k for k, w in weights.items() if w.dtype.kind == "f" and not np.isfinite(w).all()]
+        if bad:
+            raise CheckpointError(f"{wpath}: tensors {bad[:4]} hold NaN/inf")
+        return weights
     expected = expected_weight_shapes(m["network"])
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))

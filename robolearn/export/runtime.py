@@ -118,7 +118,7 @@ class PolicyRuntime:
         weights = verify_files(self.path, m, hashes=verify_hashes)
         self._manifest = m
         self.backend = backend
-        self._infer = _onnx_backend(self.path, m, threads) if backend == "onnx" else _torch_backend(m, weights)
+        self._infer = self._make_backend(m, weights, threads)
         self.max_age_s, self.max_delta_per_step = max_age_s, max_delta_per_step
 
         obs, act = m["observation"], m["action"]
@@ -135,8 +135,22 @@ class PolicyRuntime:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "onnx", **kwargs: Any) -> PolicyRuntime:
-        """Load and verify an artifact directory (same keywords as the constructor)."""
+        """Load and verify any artifact directory: an MLP here, ACT / Diffusion Policy as a `ChunkPolicyRuntime`.
+
+        Same keywords as the constructor (plus `sampler_steps` for diffusion).
+        """
+        if cls is PolicyRuntime and read_manifest(Path(path))["network"]["kind"] != "mlp":
+            from robolearn.export.chunked import ChunkPolicyRuntime
+
+            return ChunkPolicyRuntime(path, backend, **kwargs)
         return cls(path, backend, **kwargs)
+
+    def _make_backend(self, m: dict[str, Any], weights: dict[str, np.ndarray], threads: int) -> Backend:
+        """The inference function of an MLP artifact."""
+        if m["network"]["kind"] != "mlp":
+            raise CheckpointError(f"{self.path}: network.kind is '{m['network']['kind']}'; load the artifact with "
+                                  "PolicyRuntime.load()")
+        return _onnx_backend(self.path, m, threads) if self.backend == "onnx" else _torch_backend(m, weights)
 
     def _self_check(self) -> None:
         """Run the manifest's check observations through this backend and compare with the exporter's actions."""
@@ -177,6 +191,11 @@ class PolicyRuntime:
         return tuple({**copy.deepcopy(t), "index": i} for t, i in zip(terms, starts, strict=True))
 
     @property
+    def image_inputs(self) -> tuple[str, ...]:
+        """Dataset keys of camera inputs the policy reads besides the observation vector (none for an MLP)."""
+        return ()
+
+    @property
     def control_rate_hz(self) -> float:
         """Rate the policy was trained to run at."""
         return float(self._manifest["control_rate_hz"])
@@ -184,7 +203,7 @@ class PolicyRuntime:
     # ---- inference
 
     def reset(self) -> None:
-        """Forget the previous action (rate limit); call at episode start or after a pause."""
+        """Forget the previous action (rate limit) and any queued actions; call at episode start or after a pause."""
         self._prev = None
 
     def act(self, obs: np.ndarray, *, stamp: float | None = None, now: float | None = None) -> np.ndarray:

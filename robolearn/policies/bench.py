@@ -160,9 +160,13 @@ def _onnx_latency(variants: dict[str, Any], repeats: int, threads: int) -> dict[
     out: dict[str, Any] = {}
     rng = np.random.default_rng(0)
     obs = {"observation.policy": rng.normal(size=STATE_DIM).astype(np.float32)}
+    from robolearn.core.types import ActionSpec, ActionTerm, ObsTerm, TaskSpec
+
+    spec = TaskSpec("bench", {"policy": (ObsTerm("state", STATE_DIM),)},
+                    ActionSpec((ActionTerm("action", ACTION_DIM, "", (1.0,) * ACTION_DIM, (0.0,) * ACTION_DIM),), 50.0))
     with tempfile.TemporaryDirectory() as tmp:
-        export_chunk_policy(variants["act"][0], Path(tmp) / "act")
-        export_chunk_policy(variants["diffusion-ddim10"][0], Path(tmp) / "diffusion")
+        export_chunk_policy(variants["act"][0], Path(tmp) / "act", spec)
+        export_chunk_policy(variants["diffusion-ddim10"][0], Path(tmp) / "diffusion", spec)
         # the runtime's sampler is DDIM (eta 0) at any step count: the 100-step figure is DDIM-100, not DDPM
         for name, steps in [("act", None), ("diffusion-ddim100", 100), ("diffusion-ddim10", 10),
                             ("diffusion-ddim3", 3)]:

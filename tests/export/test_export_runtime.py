@@ -102,7 +102,11 @@ def drop_action(m: dict) -> None:
 
 
 def newer_schema(m: dict) -> None:
-    m["schema_version"] = 2
+    m["schema_version"] = 3
+
+
+def chunk_kind_in_schema_1(m: dict) -> None:
+    m["schema_version"], m["network"]["kind"] = 1, "act"
 
 
 def wider_hidden(m: dict) -> None:
@@ -120,7 +124,8 @@ def short_scale(m: dict) -> None:
         (edit_manifest(set_term_dim), {}, r"'observation\.dim' is 6 but the dims of 'observation\.terms' sum to 7"),
         (edit_manifest(drop_std), {}, r"manifest\.json: missing key 'observation\.normalization\.std'"),
         (edit_manifest(drop_action), {}, r"manifest\.json: missing key 'action\.dim'"),
-        (edit_manifest(newer_schema), {}, r"schema_version 2 was written by a newer robolearn"),
+        (edit_manifest(newer_schema), {}, r"schema_version 3 was written by a newer robolearn"),
+        (edit_manifest(chunk_kind_in_schema_1), {}, r"key 'network\.kind' is 'act'; schema 1 knows mlp"),
         (edit_manifest(short_scale), {}, r"key 'scale' has 1 values, expected 2"),
         (edit_manifest(wider_hidden), {}, r"weights\.safetensors: tensor 'mlp\.0\.weight' has shape \(16, 6\)"),
         (flip_byte, {}, r"weights\.safetensors: sha256 does not match manifest key 'files\.weights\.sha256'"),
@@ -137,6 +142,13 @@ def test_bad_artifacts_give_one_clear_line(artifact: Path, tmp_path: Path, edit:
     with pytest.raises(CheckpointError, match=pattern) as info:
         PolicyRuntime.load(bad, **kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_schema_1_artifacts_still_load(artifact: Path, rt: PolicyRuntime, tmp_path: Path) -> None:
+    """An MLP artifact of robolearn 0.1 (schema 1 has the same keys) runs unchanged."""
+    old = tampered(artifact, tmp_path, edit_manifest(lambda m: m.update(schema_version=1)))
+    x = np.random.default_rng(3).standard_normal((4, 6))
+    np.testing.assert_array_equal(PolicyRuntime.load(old).act(x), rt.act(x))
 
 
 def test_self_check_catches_weights_that_disagree_with_onnx(artifact: Path, tmp_path: Path) -> None:

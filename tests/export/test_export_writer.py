@@ -62,7 +62,7 @@ def test_onnx_matches_torch_including_clipped_inputs(exported: tuple[Path, MLPPo
 def test_manifest_contents(exported: tuple[Path, MLPPolicy]) -> None:
     out, policy = exported
     m = read_manifest(out)
-    assert m["schema_version"] == 1 and m["task"] == "toy-hover" and m["robot"] == "toycopter"
+    assert m["schema_version"] == 2 and m["task"] == "toy-hover" and m["robot"] == "toycopter"
     assert m["control_rate_hz"] == 100.0
     assert [(t["name"], t["offset"], t["unit"]) for t in m["observation"]["terms"]] == [
         ("pos_err", 0, "m"), ("lin_vel", 3, "m/s")]

@@ -212,6 +212,44 @@ def test_commands_never_leave_the_manifest_limits(launch, test_node, tmp_path):
     assert np.isclose(rpm[-1], 14475.0 + 722.7).all()  # saturated policy → clamped exactly at the limit
 
 
+# ------------------------------------------------------------------------------------------- chunk policies
+def _act_artifact(path: Path, spec: TaskSpec, images: bool = False) -> Path:
+    """An (untrained) ACT exported for `spec`: chunks of 5 actions, 5 executed per prediction."""
+    from robolearn.export.chunked import export_chunk_policy
+    from robolearn.policies.act import ACTConfig, ACTPolicy
+
+    torch.manual_seed(0)
+    d = sum(t.dim for t in spec.obs_terms["policy"])
+    feats = {"observation.policy": (d,), "action": (spec.action.dim,)}
+    if images:
+        feats["observation.images.cam"] = (16, 16, 3)
+    cfg = ACTConfig(chunk_size=5, n_action_steps=5, dim_model=16, n_heads=2, dim_feedforward=32, n_encoder_layers=1,
+                    n_decoder_layers=1, n_vae_encoder_layers=1, latent_dim=4, backbone_width=4)
+    return export_chunk_policy(ACTPolicy(cfg, feats).eval(), path, spec)
+
+
+def test_policy_node_runs_an_act_artifact(launch, test_node, tmp_path):
+    """An ACT artifact (schema 2, ONNX) drives the Crazyflie adapter: commands stream, inside the limits."""
+    spec = _quad_spec(low=-0.3, high=0.3)
+    proc = launch("robolearn-policy-node", artifact=_act_artifact(tmp_path / "act", spec),
+                  topic_map=CONFIG / "crazyflie_rpm.yaml", rate_hz=20.0, diagnostics_rate_hz=20.0)
+    probe = Probe(test_node)
+    try:
+        assert probe.publish_until(lambda: len(probe.cmds) >= 12 and "infer_calls" in probe.diag, 30.0), \
+            proc.output()
+    finally:
+        probe.close()
+    rpm = np.asarray(probe.cmds) / RPM_TO_RAD_S
+    assert np.isfinite(rpm).all() and (np.abs(rpm - 14475.0) <= 7227.0 * 0.3 + 1e-6).all()
+    assert probe.state() == "active" and int(probe.diag["infer_calls"]) >= 1 and probe.diag["invalid_inputs"] == "0"
+
+
+def test_act_artifact_with_cameras_refuses_to_start(ros_env, tmp_path):
+    art = _act_artifact(tmp_path / "cam", _quad_spec(), images=True)
+    r = _run_policy_node(ros_env, art, CONFIG / "crazyflie_rpm.yaml")
+    assert r.returncode != 0 and "reads camera images (observation.images.cam)" in r.stderr, r.stderr[-2000:]
+
+
 # ------------------------------------------------------------------------------------------ refuses to start
 def _run_policy_node(ros_env, artifact: Path, topic_map: Path, backend: str = "onnx") -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "robolearn-policy-node"), "--ros-args", "-p", f"artifact:={artifact}",

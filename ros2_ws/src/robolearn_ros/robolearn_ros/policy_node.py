@@ -261,8 +261,11 @@ def _make_node_class() -> type:
                 tmap.adapter(read_manifest(g["artifact"]), tmap.options, set(tmap.outputs))
                 rt = PolicyRuntime.load(g["artifact"], backend=g["backend"], threads=int(g["threads"]),
                                         max_delta_per_step=g["max_delta_per_step"] or None)
-            except RobolearnError as e:
+            except (RobolearnError, ValueError) as e:
                 raise ConfigError(str(e)) from None
+            if rt.image_inputs:  # adapters turn messages into the state vector; cameras need an image adapter
+                raise ConfigError(f"artifact {g['artifact']} reads camera images ({', '.join(rt.image_inputs)}); "
+                                  "the policy node feeds state-vector policies only")
             rate = float(g["rate_hz"]) or rt.control_rate_hz
             self.core = Core(rt, tmap, rate_hz=rate, watchdog_periods=int(g["watchdog_periods"]),
                              action_low=g["action_low"], action_high=g["action_high"],
