@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", action=argparse.BooleanOptionalAction, default=None,
                    help="record the camera view as observation.images.camera (default: when the task renders one)")
     p.add_argument("--image-size", type=int, nargs=2, default=[96, 96], metavar=("H", "W"))
+    p.add_argument("--video", action="store_true",
+                   help="store the camera as per-episode MP4 (H.264, --crf) instead of zstd arrays (new datasets)")
+    p.add_argument("--crf", type=int, default=18, help="--video: H.264 quality (0 lossless with yuv444p ... 51)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="run at the task's control rate (default: yes for people, no for the expert)")
     p.add_argument("--max-steps", type=int, help="stop after this many control steps")
@@ -131,9 +134,16 @@ def run(args: argparse.Namespace) -> int:
             if args.device == "keyboard":
                 print("keys: w/s a/d r/f move, q/e yaw, g start, y success, h stop, x discard, t intervene, "
                       "esc quit (teleop/keyboard.yaml)", file=sys.stderr)
+            storage = None
+            if args.video:
+                from robolearn.data.store import StorageOptions
+                from robolearn.data.video import VideoCodec
+                from robolearn.teleop.collect import CAMERA_KEY
+
+                storage = StorageOptions(video=(CAMERA_KEY,), video_codec=VideoCodec(crf=args.crf))
             col = Collector(env, device, args.out, episodes=args.episodes, provenance=prov, camera=args.camera,
                             realtime=args.realtime, only_success=args.only_success, max_steps=args.max_steps,
-                            image_size=tuple(args.image_size), on_update=update)
+                            image_size=tuple(args.image_size), storage=storage, on_update=update)
             st = col.run()
         update(st)
     print(f"{args.out}: kept {st.kept}, discarded {st.discarded}, successes {st.successes}, "

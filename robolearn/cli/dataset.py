@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from robolearn.data.store import DatasetCorruptError, DatasetError, EpisodeStore, StorageOptions
+from robolearn.data.video import VideoCodec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--bags", nargs="*", default=[], help="rosbag: more bags, one episode each")
     q.add_argument("--task-text", help="lerobot export: task description for every episode (default: session note "
                                        "or task name)")
-    q.add_argument("--crf", type=int, default=18, help="lerobot export: H.264 quality of image features (0-51)")
+    q.add_argument("--crf", type=int, default=18,
+                   help="H.264 quality (0-51) of video features (--video) and of a lerobot export")
     _storage_args(q)
 
 
@@ -72,6 +74,11 @@ def _storage_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--chunk-frames", action="append", default=[], metavar="KEY=N", help="frames per chunk of a key")
     q.add_argument("--chunk-bytes", type=int, default=d.chunk_bytes, help="target uncompressed bytes per chunk")
     q.add_argument("--image-chunk-frames", type=int, default=d.max_image_chunk_frames, help="cap for image chunks")
+    q.add_argument("--video", action="append", default=[], metavar="KEY",
+                   help="store this camera key as per-episode MP4 (H.264 with --crf, --gop); repeatable")
+    q.add_argument("--gop", type=int, default=VideoCodec().gop, help="video: keyframe interval in frames")
+    q.add_argument("--pix-fmt", choices=["yuv420p", "yuv444p"], default=VideoCodec().pix_fmt,
+                   help="video: chroma format (yuv444p with --crf 0 is lossless)")
 
 
 def _storage(args: argparse.Namespace) -> StorageOptions:
@@ -81,8 +88,13 @@ def _storage(args: argparse.Namespace) -> StorageOptions:
         if not n.isdigit() or int(n) <= 0:
             raise DatasetError(getattr(args, "source", args.dest), f"--chunk-frames wants KEY=N, got '{item}'")
         chunks[key] = int(n)
+    try:
+        codec = VideoCodec(crf=getattr(args, "crf", 18), gop=args.gop, pix_fmt=args.pix_fmt)
+    except ValueError as e:
+        raise DatasetError(getattr(args, "source", args.dest), str(e)) from None
     return StorageOptions(compression=args.compression, level=args.level, chunk_frames=chunks,
-                          chunk_bytes=args.chunk_bytes, max_image_chunk_frames=args.image_chunk_frames)
+                          chunk_bytes=args.chunk_bytes, max_image_chunk_frames=args.image_chunk_frames,
+                          video=tuple(args.video), video_codec=codec)
 
 
 def _size(n: float) -> str:

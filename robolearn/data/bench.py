@@ -165,24 +165,28 @@ def dataset_windows(args: list[str]) -> dict:
     p.add_argument("--cache", choices=["auto", "on", "off"], default="auto", help="decode the store into memory")
     p.add_argument("--mp4-baseline", type=int, default=100, metavar="N",
                    help="also time N samples of per-sample MP4 decoding, as LeRobot does (0: skip; needs PyAV)")
+    p.add_argument("--video", action="store_true",
+                   help="store the cameras as per-episode MP4 in the store (decoded per window; use --cache off)")
     p.add_argument("--dir", help="where to write (default: a temporary directory, removed afterwards)")
     a = p.parse_args(args)
     workers = [int(w) for w in a.workers.split(",")]
     feats = _features(a.cameras, a.size)
     work, tmp = _workdir(a.dir)
-    path = work / "dataset-windows.zarr"
+    path = work / ("dataset-windows-mp4.zarr" if a.video else "dataset-windows.zarr")
+    storage = StorageOptions(video=tuple(k for k in feats if k.startswith("observation.images."))) if a.video else None
     try:
         t0 = time.perf_counter()
         rng = np.random.default_rng(0)
         pool = [camera_frames(a.steps + 64, a.size, seed=c) for c in range(a.cameras)]
         if not path.exists():
-            with EpisodeWriter(path, feats, fps=30, durable=False) as w:
+            with EpisodeWriter(path, feats, fps=30, durable=False, storage=storage) as w:
                 for e in range(a.episodes):
                     ep = {f"observation.images.cam{c}": pool[c][e % 64:e % 64 + a.steps] for c in range(a.cameras)}
                     ep["observation.state"] = rng.normal(size=(a.steps, 14)).astype(np.float32)
                     ep["action"] = rng.normal(size=(a.steps, 7)).astype(np.float32)
                     w.add_episode(ep)
         build_s = time.perf_counter() - t0
+        size_mb = round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6, 1)
         deltas: dict[str, list[int]] = {k: [-1, 0] for k in feats if k != "action"}
         deltas["action"] = list(range(16))
         t0 = time.perf_counter()
@@ -224,6 +228,8 @@ def dataset_windows(args: list[str]) -> dict:
         "episodes": a.episodes,
         "frames": a.episodes * a.steps,
         "cached": ds.cached,
+        "storage": "mp4 (per-episode H.264 in the store)" if a.video else "zstd arrays",
+        "size_mb": size_mb,
         "cache_load_s": round(load_s, 2),
         "build_s": round(build_s, 2),
         "window": shapes,

@@ -6,6 +6,8 @@ On disk (one directory per dataset, a zarr v3 group)::
                                lineage and the commit record {"episodes": E, "frames": N}
     data/<key>/zarr.json       one array per feature, shape (>= N, *feature.shape), chunked along time only
     data/<key>/c.<t>.0...      chunk files (zstd with a content checksum in every chunk by default)
+    videos/<key>/<episode>.mp4 camera features chosen for video storage (StorageOptions.video): one H.264 file per
+                               episode (robolearn/data/video.py), instead of data/<key>
     meta/episode_ends/         int64 (>= E,): exclusive end frame of each episode
     meta/checksums/            uint32 (>= E, K): crc32 of each episode's bytes per key (order: its "keys" attribute)
 
@@ -17,6 +19,8 @@ the new commit record. Readers trust only the commit record: data and meta rows 
 writer (holding an flock on the store directory) deletes that tail before appending. Rewriting a chunk that also
 holds committed frames (an episode that starts mid-chunk) is safe for the same reason: old and new file hold the
 same committed bytes. A store is created in a temporary sibling directory and renamed into place when complete.
+A video feature's episode is encoded into `<episode>.mp4.partial`, closed, flushed and renamed before the commit;
+files of episodes beyond the commit record are deleted like any uncommitted tail. Its checksum is the MP4 file's.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import shutil
 import time
 import uuid
 import zlib
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -44,6 +48,7 @@ from zarr.storage import LocalStore
 
 from robolearn import __version__
 from robolearn.core.errors import RobolearnError
+from robolearn.data.video import VideoCodec, VideoReader, VideoWriter
 
 try:
     import fcntl
@@ -52,7 +57,7 @@ except ImportError:  # pragma: no cover - Windows: no writer lock
 
 SCHEMA_VERSION = 1
 ATTR = "robolearn"
-_RESERVED = {"schema_version", "fps", "features", "episodes", "frames", "sessions"}
+_RESERVED = {"schema_version", "fps", "features", "episodes", "frames", "sessions", "video"}
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
            "float16", "float32", "float64"}
@@ -60,6 +65,7 @@ _CHUNK_KEY = {"name": "default", "separator": "."}
 _META_CHUNK = 4096
 
 Episodes = int | tuple[int, int] | None
+_INHERITED: list[Any] = []  # video readers a forked process got from its parent: never freed there (see _after_fork)
 
 
 # ---------------------------------------------------------------------------------------------------------- errors
@@ -214,6 +220,8 @@ class StorageOptions:
     chunk_bytes: int = 1 << 20  # target uncompressed bytes per chunk
     max_chunk_frames: int = 1024
     max_image_chunk_frames: int = 64
+    video: tuple[str, ...] = ()  # camera keys stored as per-episode MP4 (H.264) instead of compressed arrays
+    video_codec: VideoCodec = field(default_factory=VideoCodec)
 
     def frames_per_chunk(self, key: str, feature: Feature) -> int:
         """Frames per chunk: the override, else the power of two nearest below `chunk_bytes`, capped."""
@@ -351,6 +359,7 @@ class _Header:
     frames: int
     sessions: list[dict[str, Any]]
     attrs: dict[str, Any]
+    video: dict[str, VideoCodec] = field(default_factory=dict)  # keys stored as per-episode MP4
 
 
 def _parse_header(attrs: dict[str, Any], dataset: str) -> _Header:
@@ -375,7 +384,27 @@ def _parse_header(attrs: dict[str, Any], dataset: str) -> _Header:
     if episodes < 0 or frames < 0 or fps <= 0 or (episodes == 0) != (frames == 0):
         raise DatasetCorruptError(dataset, f"commit record is inconsistent: {episodes} episodes, {frames} frames, "
                                            f"fps {fps}")
-    return _Header(fps, features, episodes, frames, list(attrs.get("sessions") or []), attrs)
+    video: dict[str, VideoCodec] = {}
+    for key, spec in dict(attrs.get("video") or {}).items():
+        try:
+            if key not in features:
+                raise ValueError("not a feature")
+            video[key] = VideoCodec.from_dict(spec)
+        except (TypeError, ValueError) as e:
+            raise DatasetCorruptError(dataset, f"video spec is invalid: {e}", key=key) from None
+    return _Header(fps, features, episodes, frames, list(attrs.get("sessions") or []), attrs, video)
+
+
+def _video_path(root: Path, key: str, episode: int) -> Path:
+    return root / "videos" / key / f"{episode:06d}.mp4"
+
+
+def _file_crc(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def _episodes_overlapping(ends: np.ndarray, start: int, stop: int) -> tuple[int, int] | None:
@@ -414,6 +443,8 @@ def _structure_problems(name: str, h: _Header, arrays: dict[str, Any],
     except Exception as e:  # noqa: BLE001 - any failure to open is reported the same way
         problems.append(Problem(name, f"meta/episode_ends is missing or unreadable ({type(e).__name__}: {e})"))
     for key, f in h.features.items():
+        if key in h.video:  # per-episode files: checked by missing_chunks / validate
+            continue
         try:
             arr = open_array(f"data/{key}")
         except Exception as e:  # noqa: BLE001
@@ -441,6 +472,7 @@ class EpisodeStore:
         self.path = Path(path)
         self.name = str(path)
         self._arrays: dict[str, Any] = {}
+        self._videos: OrderedDict[tuple[str, int], VideoReader] = OrderedDict()  # open MP4 files, per process
         self._pid = os.getpid()
         self.refresh()
 
@@ -466,19 +498,58 @@ class EpisodeStore:
         self.episode_starts = np.concatenate([[0], ends[:-1]]).astype(np.int64) if len(ends) else ends
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_arrays": {}}
+        return {**self.__dict__, "_arrays": {}, "_videos": OrderedDict()}
 
     def _open_array(self, name: str) -> Any:
         return zarr.open_array(store=LocalStore(self.path, read_only=True), path=name, mode="r")
 
     def _array(self, key: str) -> Any:
-        if self._pid != os.getpid():  # a DataLoader worker: zarr objects are per process
-            self._arrays, self._pid = {}, os.getpid()
+        if self._pid != os.getpid():  # a DataLoader worker: zarr objects and open files are per process
+            self._after_fork()
         if key not in self._arrays:
             if key not in self.features:
                 raise DatasetError(self.name, f"is not a feature (features: {', '.join(self.features)})", key=key)
+            if key in self._h.video:
+                raise DatasetError(self.name, "is stored as video (per-episode MP4), not as an array", key=key)
             self._arrays[key] = self._open_array(f"data/{key}")
         return self._arrays[key]
+
+    def is_video(self, key: str) -> bool:
+        """Whether `key` is stored as per-episode MP4 files."""
+        return key in self._h.video
+
+    def video_path(self, key: str, episode: int) -> Path:
+        """The MP4 file of one episode of a video feature."""
+        return _video_path(self.path, key, episode)
+
+    def _after_fork(self) -> None:
+        """A forked process (DataLoader worker) opens its own arrays and files.
+
+        The parent's open MP4 readers are kept alive, not closed: freeing an FFmpeg context the parent created
+        deadlocks in the child (its locks were copied in whatever state the parent held them).
+        """
+        _INHERITED.append(self._videos)
+        self._arrays, self._videos, self._pid = {}, OrderedDict(), os.getpid()
+
+    def _video_reader(self, key: str, episode: int) -> VideoReader:
+        if self._pid != os.getpid():
+            self._after_fork()
+        hit = self._videos.get((key, episode))
+        if hit is not None:
+            self._videos.move_to_end((key, episode))
+            return hit
+        path = self.video_path(key, episode)
+        if not path.is_file():
+            raise DatasetCorruptError(self.name, f"video file {path.name} is missing", key=key, episodes=episode)
+        try:
+            r = VideoReader(path, self.fps)
+        except Exception as e:  # noqa: BLE001 - FFmpeg's errors for damaged containers are many
+            raise DatasetCorruptError(self.name, f"video file {path.name} cannot be opened ({type(e).__name__}: "
+                                      f"{e})", key=key, episodes=episode) from None
+        self._videos[(key, episode)] = r
+        while len(self._videos) > 16:
+            self._videos.popitem(last=False)[1].close()
+        return r
 
     # ---- what is stored
     @property
@@ -531,11 +602,16 @@ class EpisodeStore:
         return found
 
     def chunk_frames(self, key: str) -> int:
-        """Frames per chunk of one key."""
+        """Frames per chunk of one key (for a video feature: its keyframe interval)."""
+        if self.is_video(key):
+            return self._h.video[key].gop
         return int(self._array(key).chunks[0])
 
     def storage(self, key: str) -> str:
-        """Codec summary of one key, e.g. 'zstd(level=3, checksum)'."""
+        """Codec summary of one key, e.g. 'zstd(level=3, checksum)' or 'mp4 h264(crf=18, gop=8, yuv420p)'."""
+        if self.is_video(key):
+            c = self._h.video[key]
+            return f"mp4 h264(crf={c.crf}, gop={c.gop}, {c.pix_fmt})"
         arr = self._array(key)
         out = []
         for c in arr.compressors:
@@ -555,6 +631,8 @@ class EpisodeStore:
     # ---- reading
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) of one key; a missing or undecodable chunk raises an error naming key and episodes."""
+        if key in self.features and self.is_video(key):
+            return self._read_video(key, start, stop)
         arr = self._array(key)
         if not 0 <= start <= stop <= self.num_frames:
             raise DatasetError(self.name, f"frames [{start}, {stop}) outside the {self.num_frames} committed", key=key)
@@ -580,6 +658,26 @@ class EpisodeStore:
                                           f"({type(e).__name__}: {e})", key=key, episodes=self._eps(lo, hi)) from None
         raise DatasetCorruptError(self.name, f"frames [{start}, {stop}) cannot be read", key=key,
                                   episodes=self._eps(start, stop))
+
+    def _read_video(self, key: str, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) of a video feature, decoded episode by episode."""
+        if not 0 <= start <= stop <= self.num_frames:
+            raise DatasetError(self.name, f"frames [{start}, {stop}) outside the {self.num_frames} committed", key=key)
+        out = np.empty((stop - start, *self.features[key].shape), np.uint8)
+        e = int(np.searchsorted(self.episode_ends, start, side="right")) if stop > start else self.num_episodes
+        while e < self.num_episodes and int(self.episode_starts[e]) < stop:
+            first = int(self.episode_starts[e])
+            lo, hi = max(start, first), min(stop, int(self.episode_ends[e]))
+            try:
+                out[lo - start:hi - start] = self._video_reader(key, e).read(lo - first, hi - first)
+            except DatasetError:
+                raise
+            except Exception as e2:  # noqa: BLE001
+                self._videos.pop((key, e), None)
+                raise DatasetCorruptError(self.name, f"video file {self.video_path(key, e).name} cannot be decoded "
+                                          f"({type(e2).__name__}: {e2})", key=key, episodes=e) from None
+            e += 1
+        return out
 
     def _eps(self, start: int, stop: int) -> tuple[int, int] | None:
         return _episodes_overlapping(self.episode_ends, start, stop)
@@ -613,12 +711,29 @@ class EpisodeStore:
                 problems.append(p)
                 assert isinstance(p.episodes, tuple)
                 flagged.update((key, e) for e in range(p.episodes[0], p.episodes[1] + 1))
+        for key in self._h.video:  # a video's recorded checksum is its file's: cheap, so checked always
+            for e in range(self.num_episodes):
+                if (key, e) not in flagged and key in crcs and _file_crc(self.video_path(key, e)) != int(crcs[key][e]):
+                    problems.append(Problem(self.name, f"video file {self.video_path(key, e).name} does not match the "
+                                                       "checksum recorded when it was written", key, e))
+                    flagged.add((key, e))
         if not data:
             return problems
         seen: set[str] = set()
         for key in self.features:
             for e in range(self.num_episodes):
                 if (key, e) in flagged:
+                    continue
+                if self.is_video(key):
+                    try:
+                        frames = VideoReader(self.video_path(key, e), self.fps).count()
+                    except Exception as err:  # noqa: BLE001
+                        problems.append(Problem(self.name, f"video file cannot be decoded ({type(err).__name__}: "
+                                                           f"{err})", key, e))
+                        continue
+                    if frames != self.episode_length(e):
+                        problems.append(Problem(self.name, f"video file holds {frames} frames, the episode "
+                                                           f"{self.episode_length(e)}", key, e))
                     continue
                 start, stop = self.episode_bounds(e)
                 try:
@@ -634,9 +749,12 @@ class EpisodeStore:
         return problems
 
     def missing_chunks(self, key: str) -> list[Problem]:
-        """One problem per chunk file of the committed frames that does not exist (zarr would read zeros)."""
+        """One problem per chunk file (video: episode file) of the committed frames that does not exist."""
         if self.num_frames == 0:
             return []
+        if self.is_video(key):
+            return [Problem(self.name, f"video file {self.video_path(key, e).name} is missing", key, (e, e))
+                    for e in range(self.num_episodes) if not self.video_path(key, e).is_file()]
         arr = self._array(key)
         cf = int(arr.chunks[0])
         present = set(os.listdir(self.path / "data" / key))
@@ -734,6 +852,13 @@ def _create(path: Path, name: str, features: Mapping[str, Feature], fps: float, 
             raise DatasetError(name, f"spec must be a Feature, got {type(f).__name__}", key=key)
     if not fps > 0:
         raise DatasetError(name, f"fps must be positive, got {fps}")
+    for key in storage.video:
+        if key not in features:
+            raise DatasetError(name, f"is named for video storage but is not a feature (features: "
+                                     f"{', '.join(features)})", key=key)
+        why = storage.video_codec.problem(features[key].shape, features[key].dtype)
+        if why:
+            raise DatasetError(name, why, key=key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     zs = _SafeStore(tmp)
@@ -742,6 +867,8 @@ def _create(path: Path, name: str, features: Mapping[str, Feature], fps: float, 
         root.create_group("data")
         root.create_group("meta")
         for key, f in features.items():
+            if key in storage.video:
+                continue
             zarr.create_array(
                 store=zs, name=f"data/{key}", shape=(0, *f.shape), chunks=(storage.frames_per_chunk(key, f), *f.shape),
                 dtype=f.dtype, compressors=storage.codecs(f), fill_value=False if f.dtype == "bool" else 0,
@@ -758,6 +885,8 @@ def _create(path: Path, name: str, features: Mapping[str, Feature], fps: float, 
             "features": {k: f.to_dict() for k, f in features.items()},
             "episodes": 0, "frames": 0, "sessions": [], **(extra or {}),
         }
+        if storage.video:
+            meta["attributes"][ATTR]["video"] = {k: storage.video_codec.to_dict() for k in storage.video}
         _write_root(tmp, meta, durable=False)
         try:
             os.rename(tmp, path)
@@ -845,6 +974,7 @@ class EpisodeWriter:
                                       episodes=h.episodes)
         self.features = h.features
         self.fps = h.fps
+        self.video = h.video  # key -> codec of the features stored as per-episode MP4
         self._zs = _SafeStore(self.path, durable=self.durable)
         arrays: dict[str, Any] = {}
 
@@ -867,10 +997,15 @@ class EpisodeWriter:
         self._reset_episode()
 
     def _discard_tail(self) -> None:
-        """Drop what a killed writer left beyond the commit record: `*.partial` files and uncommitted rows."""
+        """Drop what a killed writer left beyond the commit record: `*.partial` files and uncommitted rows/videos."""
         for e in list(_walk_files(self.path)):
             if e.name.endswith(".partial"):
                 os.unlink(e.path)
+        for key in self.video:
+            d = self.path / "videos" / key
+            for f in (d.iterdir() if d.is_dir() else ()):
+                if f.suffix == ".mp4" and f.stem.isdigit() and int(f.stem) >= self._episodes:
+                    f.unlink()
         for arr in self._arrays.values():
             if arr.shape[0] != self._frames:
                 arr.resize((self._frames, *arr.shape[1:]))
@@ -879,6 +1014,8 @@ class EpisodeWriter:
                 arr.resize((self._episodes, *arr.shape[1:]))
 
     def _reset_episode(self) -> None:
+        self._enc: dict[str, VideoWriter] = {}  # video keys: the episode's encoder (used on the writer thread)
+        self._video_files: dict[str, tuple[Path, int]] = {}  # video keys supplied as finished files (merge)
         self._pending: dict[str, list[np.ndarray]] = {k: [] for k in self.features}
         self._pending_n = dict.fromkeys(self.features, 0)
         self._written = dict.fromkeys(self.features, self._frames)  # next frame index to write per key
@@ -907,7 +1044,7 @@ class EpisodeWriter:
     def _check_keys(self, keys: Any) -> None:
         if self._lock is None:
             raise DatasetError(self.name, "writer is closed")
-        keys = set(keys)
+        keys = set(keys) | set(self._video_files)
         for k in self.features:
             if k not in keys:
                 raise FrameError(**self._where(k, self._n), what="missing from the frame")
@@ -919,32 +1056,100 @@ class EpisodeWriter:
     def add_frame(self, frame: Mapping[str, Any]) -> None:
         """Append one frame (key -> array of the feature's shape) to the episode in progress."""
         self._check_keys(frame.keys())
-        xs = {k: _coerce(frame[k], f, False, self._where(k, self._n)) for k, f in self.features.items()}
+        xs = {k: _coerce(frame[k], f, False, self._where(k, self._n)) for k, f in self.features.items()
+              if k not in self._video_files}
         for k, x in xs.items():
+            self._crc[k] = zlib.crc32(x.data, self._crc[k])  # of the frames given (a video's is replaced on commit)
+            if k in self.video:
+                self._submit(self._encode, k, x[None], self._episodes)
+                continue
             self._pending[k].append(x[None])
             self._pending_n[k] += 1
-            self._crc[k] = zlib.crc32(x.data, self._crc[k])
         self._n += 1
-        for k in self.features:
+        for k in self._arrays:
             if (self._written[k] + self._pending_n[k]) % self._chunk[k] == 0:
                 self._flush(k, final=False)
 
     def add_frames(self, block: Mapping[str, Any]) -> None:
         """Append T frames at once (key -> (T, *shape)) to the episode in progress."""
         self._check_keys(block.keys())
-        xs = {k: _coerce(block[k], f, True, self._where(k, self._n)) for k, f in self.features.items()}
+        xs = {k: _coerce(block[k], f, True, self._where(k, self._n)) for k, f in self.features.items()
+              if k not in self._video_files}
         lengths = {k: len(x) for k, x in xs.items()}
         for k, t in lengths.items():
             if t != next(iter(lengths.values())):
                 raise FrameError(**self._where(k, self._n), what=f"block lengths differ between keys: {lengths}")
         for k, x in xs.items():
-            if len(x):
+            self._crc[k] = zlib.crc32(x.data, self._crc[k])
+            if len(x) and k in self.video:
+                self._submit(self._encode, k, x, self._episodes)
+            elif len(x):
                 self._pending[k].append(x)
                 self._pending_n[k] += len(x)
-                self._crc[k] = zlib.crc32(x.data, self._crc[k])
-        self._n += next(iter(lengths.values()))
-        for k in self.features:
+        self._n += next(iter(lengths.values()), 0)
+        for k in self._arrays:
             self._flush(k, final=False)
+
+    def use_video_file(self, key: str, path: str | os.PathLike[str], frames: int) -> None:
+        """Supply a video feature of the episode in progress as a finished MP4 of `frames` frames (copied as is).
+
+        Merge/split/convert use it to move a video between stores with the same codec settings without
+        re-encoding (no generation loss); the episode's other features come through `add_frames` as usual.
+        """
+        if key not in self.video:
+            raise DatasetError(self.name, "is not stored as video here; add its frames instead", key=key)
+        if self._n and self._n != frames:
+            raise FrameError(**self._where(key), what=f"video file has {frames} frames, the episode {self._n}")
+        self._video_files[key] = (Path(path), int(frames))
+
+    def _submit(self, fn: Any, *args: Any) -> None:
+        """Run `fn(*args)` on the writer thread after everything queued before it (bounded queue)."""
+        if self._io is None:
+            self._io = ThreadPoolExecutor(1, thread_name_prefix="robolearn-writer")
+        self._reap(block=False)
+        self._inflight.append(self._io.submit(fn, *args))
+        while len(self._inflight) > self.max_pending:  # back-pressure: bounded memory if the disk is slow
+            self._inflight.popleft().result()
+
+    def _encode(self, key: str, frames: np.ndarray, episode: int) -> None:
+        """Writer thread: encode frames of a video feature into the episode's `.partial` MP4."""
+        try:
+            enc = self._enc.get(key)
+            if enc is None:
+                partial = _video_path(self.path, key, episode).with_suffix(".mp4.partial")
+                enc = self._enc[key] = VideoWriter(partial, self.fps, self.features[key].shape, self.video[key])
+            enc.add(frames)
+        except Exception as e:  # noqa: BLE001 - reported where the recorder sees it
+            raise DatasetError(self.name, f"encoding video failed: {type(e).__name__}: {e}", key=key,
+                               episodes=episode) from e
+
+    def _finish_video(self, key: str, episode: int) -> None:
+        """Writer thread: close the episode's MP4 (or copy the supplied file) and rename it to its final name."""
+        final = _video_path(self.path, key, episode)
+        partial = final.with_suffix(".mp4.partial")
+        try:
+            if key in self._video_files:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self._video_files[key][0], partial)
+            else:
+                self._enc.pop(key).finish()
+            if self.durable:
+                fd = os.open(partial, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            os.replace(partial, final)
+            if self.durable:
+                _fsync_dir(final.parent)
+        except Exception as e:  # noqa: BLE001
+            raise DatasetError(self.name, f"finishing video {final.name} failed: {type(e).__name__}: {e}", key=key,
+                               episodes=episode) from e
+
+    def _abort_videos(self) -> None:
+        for enc in self._enc.values():
+            enc.abort()
+        self._enc = {}
 
     def _flush(self, key: str, final: bool) -> None:
         """Queue pending frames of one key for writing beyond the committed length: whole chunks, or all if final."""
@@ -960,12 +1165,7 @@ class EpisodeWriter:
         self._pending[key] = [rest] if len(rest) else []
         self._pending_n[key] = len(rest)
         self._written[key] = cut
-        if self._io is None:
-            self._io = ThreadPoolExecutor(1, thread_name_prefix="robolearn-writer")
-        self._reap(block=False)
-        self._inflight.append(self._io.submit(self._write, key, start, cut, block[: cut - start], self._episodes))
-        while len(self._inflight) > self.max_pending:  # back-pressure: bounded memory if the disk is slow
-            self._inflight.popleft().result()
+        self._submit(self._write, key, start, cut, block[: cut - start], self._episodes)
 
     def _write(self, key: str, start: int, stop: int, data: np.ndarray, episode: int) -> None:
         """Runs on the writer thread, one block after another, in order."""
@@ -987,12 +1187,21 @@ class EpisodeWriter:
         """Write the rest of the episode, then commit it; returns its index."""
         if self._lock is None:
             raise DatasetError(self.name, "writer is closed")
+        if self._n == 0 and self._video_files:  # every feature came as a finished video file
+            self._n = next(iter(self._video_files.values()))[1]
         if self._n == 0:
             raise DatasetError(self.name, "has no frames; nothing to commit", episodes=self._episodes)
+        for k, (_, n) in self._video_files.items():
+            if n != self._n:
+                raise FrameError(**self._where(k), what=f"video file has {n} frames, the episode {self._n}")
         end = self._frames + self._n
         for k in self._arrays:
             self._flush(k, final=True)
+        for k in self.video:
+            self._submit(self._finish_video, k, self._episodes)
         self._reap(block=True)
+        for k in self.video:
+            self._crc[k] = _file_crc(_video_path(self.path, k, self._episodes))
         for arr in self._arrays.values():
             if arr.shape[0] != end:
                 arr.resize((end, *arr.shape[1:]))
@@ -1022,6 +1231,7 @@ class EpisodeWriter:
             self._reap(block=True)
         finally:
             self._inflight.clear()
+            self._abort_videos()
             self._reset_episode()
 
     def add_episode(self, data: Mapping[str, Any]) -> int:
@@ -1031,7 +1241,8 @@ class EpisodeWriter:
         try:
             self.add_frames(data)
         except BaseException:
-            self._reset_episode()
+            with contextlib.suppress(Exception):
+                self.discard_episode()
             raise
         return self.end_episode()
 
@@ -1046,6 +1257,7 @@ class EpisodeWriter:
             if self._io is not None:
                 self._io.shutdown()
                 self._io = None
+            self._abort_videos()
             self._reset_episode()
             self._discard_tail()
         finally:
@@ -1084,11 +1296,20 @@ def _spec(f: Feature, fields: Sequence[str]) -> str:
 def _copy_episode(src: EpisodeStore, episode: int, w: EpisodeWriter, crcs: dict[str, np.ndarray],
                   block_bytes: int = 64 << 20) -> None:
     start, stop = src.episode_bounds(episode)
-    step = max(1, block_bytes // max(1, sum(f.frame_bytes for f in src.features.values())))
-    for lo in range(start, stop, step):
-        w.add_frames({k: src.read(k, lo, min(stop, lo + step)) for k in src.features})
-    for k in src.features:
-        if k in crcs and int(crcs[k][episode]) != w._crc[k]:
+    for k in src.features:  # a video is checked before use: its recorded checksum is the file's
+        if src.is_video(k) and k in crcs and _file_crc(src.video_path(k, episode)) != int(crcs[k][episode]):
+            raise DatasetCorruptError(src.name, "video file does not match its recorded checksum; not copied", key=k,
+                                      episodes=episode)
+    # same codec on both sides: the MP4 moves as is (no re-encoding, no generation loss)
+    files = [k for k in src.features if src.is_video(k) and w.video.get(k) == src._h.video[k]]
+    for k in files:
+        w.use_video_file(k, src.video_path(k, episode), stop - start)
+    keys = [k for k in src.features if k not in files]
+    step = max(1, block_bytes // max(1, sum(src.features[k].frame_bytes for k in keys)))
+    for lo in range(start, stop, step) if keys else ():
+        w.add_frames({k: src.read(k, lo, min(stop, lo + step)) for k in keys})
+    for k in keys:
+        if k in crcs and not src.is_video(k) and int(crcs[k][episode]) != w._crc[k]:
             w.discard_episode()
             raise DatasetCorruptError(src.name, "data does not match its recorded checksum; not copied", key=k,
                                       episodes=episode)
@@ -1102,6 +1323,8 @@ def _derive(dest: str | os.PathLike[str], sources: Sequence[tuple[EpisodeStore, 
     if dest_p.exists():
         raise DatasetError(str(dest), "already exists; choose a new path (sources are never modified)")
     first = sources[0][0]
+    if storage is None and first._h.video:  # keep the source's videos as videos (copied, not re-encoded)
+        storage = StorageOptions(video=tuple(first._h.video), video_codec=next(iter(first._h.video.values())))
     tmp = dest_p.parent / f".{dest_p.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         _create(tmp, str(dest), first.features, first.fps, storage or StorageOptions())

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from robolearn.core.env import BatchedEnv
-from robolearn.data.store import EpisodeWriter, Feature, Provenance
+from robolearn.data.store import EpisodeWriter, Feature, Provenance, StorageOptions
 from robolearn.teleop import adapter
 from robolearn.teleop.device import AXES, Device, Event
 
@@ -87,7 +87,7 @@ class Collector:
     def __init__(self, env: BatchedEnv, device: Device, out: str | Path, *, episodes: int = 10,
                  provenance: Provenance | None = None, camera: bool | None = None, realtime: bool | None = None,
                  only_success: bool = False, max_steps: int | None = None, view_every: int = 2,
-                 image_size: tuple[int, int] = (96, 96), durable: bool = True,
+                 image_size: tuple[int, int] = (96, 96), durable: bool = True, storage: StorageOptions | None = None,
                  on_update: Callable[[CollectStats], None] | None = None) -> None:
         if env.num_envs != 1:
             raise ValueError(f"collection drives one env; got num_envs={env.num_envs}")
@@ -104,6 +104,7 @@ class Collector:
         self.provenance = provenance or Provenance(source="teleop", task=env.spec.name, robot=env.spec.robot,
                                                    device=device.name)
         self.durable = durable
+        self.storage = storage  # for a new dataset: chunking, compression, cameras as MP4 (StorageOptions.video)
         self.on_update = on_update
         self.stats = CollectStats()
 
@@ -118,7 +119,8 @@ class Collector:
     def run(self) -> CollectStats:
         """Collect until `episodes` are kept, the device quits, or `max_steps` control steps have passed."""
         env, dev, st = self.env, self.device, self.stats
-        writer = EpisodeWriter(self.out, self.features, self.fps, provenance=self.provenance, durable=self.durable)
+        writer = EpisodeWriter(self.out, self.features, self.fps, provenance=self.provenance, durable=self.durable,
+                               storage=self.storage)
         pending: dict[str, Any] | None = None  # the last frame, held back so end-of-episode labels can reach it
         obs = env.reset()
         period = 1.0 / self.fps

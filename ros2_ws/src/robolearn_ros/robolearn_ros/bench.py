@@ -38,6 +38,29 @@ def _artifact(out: Path, hidden: tuple[int, ...]) -> Path:
     return export_policy(policy, env.spec, out, source={"kind": "bench", "hidden": list(hidden)})
 
 
+def _act_artifact(out: Path, ensemble: float | None) -> Path:
+    """An ACT-size chunk policy on the hover state (transformer of the ACT paper's width, chunk 100), untrained."""
+    import torch
+
+    from robolearn.envs.registry import make
+    from robolearn.export.chunked import export_chunk_policy
+    from robolearn.policies.act import ACTConfig, ACTPolicy
+
+    torch.manual_seed(0)
+    env = make("quadrotor-hover", num_envs=1, action_mode="rpm")
+    feats = {"observation.policy": (env.spec.obs_dims["policy"],), "action": (env.spec.action.dim,)}
+    cfg = ACTConfig(chunk_size=100, n_action_steps=1 if ensemble is not None else 100, dim_model=512, n_heads=8,
+                    dim_feedforward=3200, n_encoder_layers=4, n_decoder_layers=1, temporal_ensemble_coef=ensemble)
+    return export_chunk_policy(ACTPolicy(cfg, feats).eval(), out, env.spec)
+
+
+def _describe(args: argparse.Namespace) -> str:
+    if args.policy == "mlp":
+        return f"MLP {args.hidden} tanh, obs 146, action 4 (onnxruntime, 1 thread)"
+    mode = f"ensembling {args.ensemble:g} (a chunk every step)" if args.ensemble >= 0 else "chunks played out"
+    return f"ACT d512 4+1 layers chunk 100, obs 146, action 4, {mode} (onnxruntime, 1 thread)"
+
+
 def _stats(x: np.ndarray, prefix: str = "") -> dict[str, float]:
     ms = x * 1e3
     return {f"{prefix}p50_ms": round(float(np.percentile(ms, 50)), 4), f"{prefix}p99_ms": round(
@@ -52,6 +75,10 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--cycles", type=int, default=10000, help="measured cycles (after --warmup)")
     ap.add_argument("--warmup", type=int, default=500, help="cycles dropped at the start (discovery, caches)")
     ap.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="MLP hidden layers")
+    ap.add_argument("--policy", choices=["mlp", "act"], default="mlp",
+                    help="act: an ACT-size chunk policy (d 512, 4+1 layers, chunk 100, state input; use --rate 50)")
+    ap.add_argument("--ensemble", type=float, default=0.01,
+                    help="act: temporal-ensembling coefficient (a chunk every step); negative: play chunks out")
     ap.add_argument("--physics-rtf", type=float, default=0.1,
                     help="real-time factor of the sim's torch physics (a few ms a step at num_envs=1 on CPU); the "
                          "state is published at --rate regardless")
@@ -63,7 +90,12 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
 
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ros-loop-"))
     tmp.mkdir(parents=True, exist_ok=True)
-    art = _artifact(tmp / "artifact", tuple(args.hidden)) if not (tmp / "artifact").exists() else tmp / "artifact"
+    art = tmp / f"artifact-{args.policy}"
+    if not art.exists():
+        if args.policy == "act":
+            _act_artifact(art, args.ensemble if args.ensemble >= 0 else None)
+        else:
+            _artifact(art, tuple(args.hidden))
     cfg = tmp / "topic_map.yaml"  # the shipped config/crazyflie_rpm.yaml, written here so any install layout works
     cfg.write_text("adapter: crazyflie\ninputs:\n  state: {topic: /cf1/odom, type: nav_msgs/msg/Odometry}\n"
                    "outputs:\n  motors: {topic: /cf1/cmd_motors, type: sensor_msgs/msg/JointState}\n")
@@ -111,7 +143,7 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
     return {
         **_stats(mw), "missed_deadlines": measured - on_time, "cycles": measured, "rate_hz": args.rate,
         "commands_received": int(len(mw)), **_stats(cb, "callback_"),
-        "policy": f"MLP {args.hidden} tanh, obs 146, action 4 (onnxruntime, 1 thread)",
+        "policy": _describe(args),
         "physics_rtf": args.physics_rtf, "rt_priority": args.rt_priority,
         "wall_rate_hz": round(int(d["published"]) / max(float(d["duration_s"]), 1e-9), 1),
         "sim_overruns": int(d["overruns"]), "logs": str(tmp),
