@@ -168,8 +168,9 @@ def transfer_cube_targets(env: BimanualEnv, t: Tensor) -> tuple[Tensor, Tensor, 
     plan.add(90, (l_wait, LEFT_SIDE, 0.8), (r_grasp, RIGHT_DOWN, 1.0))  # down to it
     plan.add(110, (l_wait, LEFT_SIDE, 0.8), (r_grasp, RIGHT_DOWN, 0.0))  # close
     plan.add(125, (l_wait, LEFT_SIDE, 0.8), (r_grasp, RIGHT_DOWN, 0.0))
-    plan.add(185, (l_wait, LEFT_SIDE, 0.8), (r_meet, RIGHT_DOWN, 0.0))  # to the meeting point
-    plan.add(200, (l_wait, LEFT_SIDE, 0.8), (r_meet, RIGHT_DOWN, 0.0))
+    plan.add(150, (l_wait, LEFT_SIDE, 0.8), (r_grasp + 0.08 * up, RIGHT_DOWN, 0.0))  # lift straight up
+    plan.add(195, (l_wait, LEFT_SIDE, 0.8), (r_meet, RIGHT_DOWN, 0.0))  # to the meeting point
+    plan.add(205, (l_wait, LEFT_SIDE, 0.8), (r_meet, RIGHT_DOWN, 0.0))
     plan.add(240, (l_take, LEFT_SIDE, 0.8), (r_meet, RIGHT_DOWN, 0.0))  # left around the cube
     plan.add(260, (l_take, LEFT_SIDE, 0.0), (r_meet, RIGHT_DOWN, 0.0))  # left closes
     plan.add(275, (l_take, LEFT_SIDE, 0.0), (r_meet, RIGHT_DOWN, 0.0))
@@ -180,7 +181,7 @@ def transfer_cube_targets(env: BimanualEnv, t: Tensor) -> tuple[Tensor, Tensor, 
     pos, quat, grip = plan.at(t)
     # closing in on the cube, the left arm aims at where the cube actually is in the right gripper
     cube = env.object_pos(0)
-    approach = (t >= 200) & (t < 260)
+    approach = (t >= 205) & (t < 260)
     offset = cube - meet
     pos[:, 0] = torch.where(approach[:, None], pos[:, 0] + offset, pos[:, 0])
     return pos, quat, grip
