@@ -14,7 +14,9 @@ Actions (normalized to [-1, 1]; left arm first, as ACT orders them):
     "joint_pos"  per arm: 6 absolute joint targets (a = −1 … 1 spans each joint's range) and the gripper opening
                  (a = −1 closed … 1 open, i.e. ACT's normalized gripper 0 … 1) — 14 in all
     "ee_delta"   per arm: TCP translation (3, ≤ `ee_pos_step` m) and rotation (3, axis-angle in the world frame,
-                 ≤ `ee_rot_step` rad) per step through damped-least-squares IK, and the gripper — 14 in all
+                 ≤ `ee_rot_step` rad) per step, and the gripper — 14 in all. The deltas move a TCP goal (kept
+                 within 5 cm of the measured TCP), which damped-least-squares IK tracks: servo lag does not
+                 accumulate into drift, as it would if each delta were taken from the measured pose
 
 Observations: "policy" is what ALOHA reports: `qpos` (14: per arm 6 joint angles and the normalized gripper
 opening) and `qvel` (14), and with `cameras` set the images (`rgb_top`, `rgb_left_wrist`, `rgb_right_wrist`;
@@ -37,7 +39,7 @@ import torch
 from torch import Tensor
 
 from robolearn.core.errors import ConfigError
-from robolearn.core.math import quat_normalize, quat_to_rotmat
+from robolearn.core.math import quat_conjugate, quat_from_axis_angle, quat_mul, quat_normalize, quat_to_rotmat
 from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec
 from robolearn.envs.manipulation.mujoco_task import MujocoTaskCfg, MujocoTaskEnv
 from robolearn.sim.backend import import_mujoco
@@ -52,6 +54,17 @@ HOME = (0.0, -0.96, 1.16, 0.0, -0.3, 0.0)
 FINGER_CLOSED, FINGER_OPEN = 0.002, 0.037
 """Half opening between the pads [m] at gripper 0 (closed) and 1 (open)."""
 CAMERAS = {"top": "top", "left_wrist": "left/wrist", "right_wrist": "right/wrist"}
+EE_GOAL_LEAD = 0.05
+"""ee_delta: the commanded TCP goal stays within this distance of the measured TCP [m] (no wind-up when blocked)."""
+
+
+def rotation_error(q_des: Tensor, q: Tensor) -> Tensor:
+    """Axis × angle (world frame) of the rotation taking orientation `q` to `q_des` (..., 4) -> (..., 3)."""
+    e = quat_mul(q_des, quat_conjugate(q))
+    e = torch.where(e[..., :1] < 0, -e, e)
+    v = e[..., 1:]
+    norm = v.norm(dim=-1, keepdim=True)
+    return v / norm.clamp_min(1e-9) * 2 * torch.atan2(norm, e[..., :1])
 
 
 @dataclass(kw_only=True)
@@ -131,6 +144,9 @@ class BimanualEnv(MujocoTaskEnv[BimanualCfg]):
         self.object_params = torch.ones(n, 2 * len(self.objects), device=dev)
         """Per object: mass and sliding-friction scale factors."""
         self.rand_scale = {k: torch.ones(n, len(ids), device=dev) for k, (_, ids) in self._rand_fields().items()}
+        self.ee_goal_pos = self.tcp_pos.clone()
+        self.ee_goal_quat = self.tcp_quat()
+        """ee_delta: the TCP goals (N, 2, 3) and (N, 2, 4) the deltas move."""
 
     # ---- model ids -----------------------------------------------------------------------------
     def _ids(self, m: Any) -> None:
@@ -196,20 +212,31 @@ class BimanualEnv(MujocoTaskEnv[BimanualCfg]):
         for cam in cfg.cameras:
             if cam not in CAMERAS:
                 raise ConfigError(f"{cls.task_name}: unknown camera '{cam}' ({', '.join(CAMERAS)})")
-        policy = (
-            ObsTerm("qpos", 14, "rad, -", "per arm (left, right): 6 joint angles, gripper opening normalized 0…1"),
-            ObsTerm("qvel", 14, "rad/s, 1/s", "per arm: 6 joint velocities, gripper opening rate (normalized)"),
-        )
+        # ACT's qpos (14) then qvel (14): per arm 6 joints and the normalized gripper, left arm first
+        policy = tuple(ObsTerm(f"{arm}_{name}", dim, unit, f"{arm} arm: {what}")
+                       for kind in ("pos", "vel") for arm in ARMS for name, dim, unit, what in (
+                           (("joint_pos", 6, "rad", "joint angles (encoders)"),
+                            ("gripper", 1, "", "gripper opening, normalized 0 closed … 1 open"))
+                           if kind == "pos" else
+                           (("joint_vel", 6, "rad/s", "joint velocities"),
+                            ("gripper_vel", 1, "1/s", "rate of the normalized gripper opening"))))
+        objects: list[ObsTerm] = []
+        for o in cls.objects:
+            objects += [ObsTerm(f"{o}_pos", 3, "m", f"exact {o} position"),
+                        ObsTerm(f"{o}_quat", 4, "", f"exact {o} orientation (w, x, y, z)"),
+                        ObsTerm(f"{o}_lin_vel", 3, "m/s", f"{o} linear velocity"),
+                        ObsTerm(f"{o}_ang_vel", 3, "rad/s", f"{o} angular velocity")]
+        for arm in ARMS:
+            objects += [ObsTerm(f"{arm}_tcp_pos", 3, "m", f"{arm} TCP position"),
+                        ObsTerm(f"{arm}_tcp_quat", 4, "", f"{arm} TCP orientation (w, x, y, z)")]
         nobj = len(cls.objects)
         critic = policy + (
-            ObsTerm("object_pose", 7 * nobj, "m, quat", f"exact pose of {', '.join(cls.objects)} (pos, w x y z)"),
-            ObsTerm("object_vel", 6 * nobj, "m/s, rad/s", "object linear and angular velocities"),
-            ObsTerm("tcp_pose", 14, "m, quat", "left and right TCP pose (pos, w x y z)"),
+            *objects,
             ObsTerm("finger_force", 4, "N", "normal contact force on the pads (left arm l/r, right arm l/r)"),
             ObsTerm("stage", 1, "", "ACT's task stage 0…4"),
             ObsTerm("params", 1 + 12 + 12 + 12 + 2 * nobj, "",
-                    "randomized pad friction, link masses (12), joint damping (12), servo kp (12), object mass "
-                    "and friction, each / nominal"),
+                    "randomized pad friction, link masses (12), joint damping (12), servo kp (12), object masses "
+                    "and frictions, each / nominal"),
         )
         return TaskSpec(
             name=cls.task_name,
@@ -313,12 +340,24 @@ class BimanualEnv(MujocoTaskEnv[BimanualCfg]):
                 mid = (self.joint_high[sl] + self.joint_low[sl]) / 2
                 targets.append(mid + (self.joint_high[sl] - self.joint_low[sl]) / 2 * a[:, :6])
             else:
-                targets.append(self.ik_step(arm, cfg.ee_pos_step * a[:, :3], cfg.ee_rot_step * a[:, 3:6]))
+                targets.append(self._track_ee_goal(arm, cfg.ee_pos_step * a[:, :3], cfg.ee_rot_step * a[:, 3:6]))
             grips.append(FINGER_CLOSED + (FINGER_OPEN - FINGER_CLOSED) * (a[:, 6:7] + 1) / 2)
         q = torch.cat(targets, -1)
         q = torch.minimum(torch.maximum(q, self.joint_low), self.joint_high)
         self._ctrl = torch.cat((q[:, :6], grips[0], q[:, 6:], grips[1]), -1)
         self._substeps_pending = True
+
+    def _track_ee_goal(self, arm: int, dpos: Tensor, drot: Tensor) -> Tensor:
+        """ee_delta: move `arm`'s TCP goal by (dpos, drot) and return the IK joint targets towards it (N, 6)."""
+        tcp = self.tcp_pos[:, arm]
+        goal = self.ee_goal_pos[:, arm] + dpos
+        lead = goal - tcp
+        goal = tcp + lead * (EE_GOAL_LEAD / lead.norm(dim=-1, keepdim=True).clamp_min(EE_GOAL_LEAD))
+        angle = drot.norm(dim=-1)
+        turn = quat_from_axis_angle(drot / angle.clamp_min(1e-9)[:, None], angle)
+        goal_q = quat_normalize(quat_mul(turn, self.ee_goal_quat[:, arm]))
+        self.ee_goal_pos[:, arm], self.ee_goal_quat[:, arm] = goal, goal_q
+        return self.ik_step(arm, goal - tcp, rotation_error(goal_q, self.tcp_quat()[:, arm]))
 
     def _policy_state(self) -> Tensor:
         noise, n = self.cfg.obs_noise, self.num_envs
@@ -330,13 +369,13 @@ class BimanualEnv(MujocoTaskEnv[BimanualCfg]):
 
     def _observe(self) -> Obs:
         state = self._policy_state()
-        qvel = self.sim.qvel
-        poses = [torch.cat((self.object_pos(i), self.object_quat(i)), -1) for i in range(len(self.objects))]
-        vels = [qvel[:, d : d + 6] for d in self.obj_dof]
-        tcp = torch.cat((self.tcp_pos, self.tcp_quat()), -1).flatten(1)
-        params = torch.cat([*(self.rand_scale[k] for k in ("friction", "mass", "damping", "kp")),
-                            self.object_params], -1)
-        critic = torch.cat((state, *poses, *vels, tcp, self.pad_force().flatten(1), self.stage[:, None], params), -1)
+        qvel, tcp_q = self.sim.qvel, self.tcp_quat()
+        objects = [torch.cat((self.object_pos(i), self.object_quat(i), qvel[:, d : d + 6]), -1)
+                   for i, d in enumerate(self.obj_dof)]
+        tcp = torch.cat((self.tcp_pos[:, 0], tcp_q[:, 0], self.tcp_pos[:, 1], tcp_q[:, 1]), -1)
+        r = self.rand_scale
+        params = torch.cat((r["friction"][:, :1], r["mass"], r["damping"], r["kp"], self.object_params), -1)
+        critic = torch.cat((state, *objects, tcp, self.pad_force().flatten(1), self.stage[:, None], params), -1)
         if not self.cfg.cameras:
             return {"policy": state, "critic": critic}
         return {"policy": {"state": state, **self.render_images()}, "critic": critic}
@@ -361,6 +400,8 @@ class BimanualEnv(MujocoTaskEnv[BimanualCfg]):
         ctrl = torch.cat((q[:, :6], g, q[:, 6:], g), -1)
         self.sim.reset_idx(env_ids, qpos, qvel, ctrl)
         self._ctrl = self.sim.ctrl.clone()
+        self.ee_goal_pos[env_ids] = self.tcp_pos[env_ids]
+        self.ee_goal_quat[env_ids] = self.tcp_quat()[env_ids]
         if cfg.action_mode == "joint_pos":  # the action that holds the start pose, grippers open
             self.action[env_ids] = self.joints_to_action(q, torch.ones(k, 2, device=self.device))
         else:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from robolearn.core.math import quat_conjugate, quat_mul
 from robolearn.core.types import Obs
+from robolearn.envs.manipulation.bimanual import rotation_error
 
 if TYPE_CHECKING:
     from robolearn.envs.manipulation.bimanual import BimanualEnv
@@ -105,16 +105,6 @@ class Plan:
         q1 = torch.where(((q0 * q1).sum(-1, keepdim=True) < 0), -q1, q1)  # shortest way round
         q = q0 + (q1 - q0) * s.view(-1, 1, 1)
         return lerp(self.pos), q / q.norm(dim=-1, keepdim=True), lerp(self.grip)
-
-
-def rotation_error(q_des: Tensor, q: Tensor) -> Tensor:
-    """Axis × angle (world frame) of the rotation taking orientation `q` to `q_des` (..., 4) -> (..., 3)."""
-    e = quat_mul(q_des, quat_conjugate(q))
-    e = torch.where(e[..., :1] < 0, -e, e)
-    v = e[..., 1:]
-    norm = v.norm(dim=-1, keepdim=True)
-    angle = 2 * torch.atan2(norm, e[..., :1])
-    return v / norm.clamp_min(1e-9) * angle
 
 
 def track(env: BimanualEnv, pos: Tensor, quat: Tensor, grip: Tensor) -> Tensor:
