@@ -147,6 +147,22 @@ def test_state_dict_resumes_exactly():
     assert torch.equal(obs["critic"], after)
 
 
+def test_expert_demos_are_collected_with_the_top_camera_and_replay_exactly(tmp_path, capsys):
+    from robolearn.cli.main import main
+    from robolearn.data import EpisodeStore
+
+    out = tmp_path / "demo.zarr"
+    assert main(["collect", "--task", "bimanual-insertion", "--device", "expert", "--out", str(out), "--episodes", "1",
+                 "--episode-length", "0.6", "--image-size", "48", "64"]) == 0
+    store = EpisodeStore(out)
+    ep = store.read_episode(0)
+    assert ep["action"].shape == (30, 14) and ep["observation.policy"].shape == (30, 28)
+    assert ep["observation.images.camera"].shape == (30, 48, 64, 3) and ep["observation.images.camera"].std() > 10
+    capsys.readouterr()
+    assert main(["replay", str(out), "--json"]) == 0
+    assert '"diverged": []' in capsys.readouterr().out
+
+
 def test_bad_input_is_one_clear_line():
     env = registry.make("bimanual-transfer-cube", num_envs=2)
     env.reset()

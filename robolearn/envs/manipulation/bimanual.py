@@ -18,11 +18,12 @@ Actions (normalized to [-1, 1]; left arm first, as ACT orders them):
                  within 5 cm of the measured TCP), which damped-least-squares IK tracks: servo lag does not
                  accumulate into drift, as it would if each delta were taken from the measured pose
 
-Observations: "policy" is what ALOHA reports: `qpos` (14: per arm 6 joint angles and the normalized gripper
-opening) and `qvel` (14), and with `cameras` set the images (`rgb_top`, `rgb_left_wrist`, `rgb_right_wrist`;
-obs["policy"] then becomes {"state": (N, 28), "rgb_<camera>": (N, H, W, 3) uint8, ...}). "critic" adds the
-objects' exact poses and velocities, both TCP poses, the finger-pad contact forces, ACT's task stage (0–4) and
-the randomized physical parameters (scale factors of their nominal values).
+Observations: "policy" is what ALOHA reports, in ACT's order: qpos (14: per arm, left first, 6 joint angles and
+the normalized gripper opening; terms `left_joint_pos`, `left_gripper`, `right_joint_pos`, `right_gripper`) then
+qvel (14, alike), with observation noise; with `cameras` set also the images (`rgb_top`, `rgb_left_wrist`,
+`rgb_right_wrist`; obs["policy"] then becomes {"state": (N, 28), "rgb_<camera>": (N, H, W, 3) uint8, ...}).
+"critic" adds the objects' exact poses and velocities, both TCP poses, the finger-pad contact forces, ACT's task
+stage (0–4) and the randomized physical parameters (scale factors of their nominal values).
 
 Rewards: dense shaping terms, `stage` (ACT's staged 0–4 reward divided by 4: the sparse signal), action_rate,
 joint_vel, and one-off `success` / `failure` (an object off the table) terms that end the episode.
