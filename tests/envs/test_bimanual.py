@@ -49,6 +49,10 @@ def test_joint_pos_actions_are_absolute_joint_targets_and_normalized_grippers():
     assert (env.joint_pos - target).abs().max() < 0.02
     g = env.gripper
     assert g[:, 0].max() < 0.05 and g[:, 1].min() > 0.95  # left closed, right open
+    terms = {t.name: t for t in env.spec.action.terms}  # the spec's scaling (no simulator) is the model's range
+    low = torch.tensor(terms["left_joint_pos"].offset) - torch.tensor(terms["left_joint_pos"].scale)
+    high = torch.tensor(terms["right_joint_pos"].offset) + torch.tensor(terms["right_joint_pos"].scale)
+    assert torch.allclose(low, env.joint_low[:6], atol=1e-4) and torch.allclose(high, env.joint_high[6:], atol=1e-4)
     obs = env._observe()
     sl = {t.name: t for t in env.spec.obs_terms["policy"]}
     assert list(sl)[:4] == ["left_joint_pos", "left_gripper", "right_joint_pos", "right_gripper"]
