@@ -58,6 +58,18 @@ TASKS: dict[str, TaskEntry] = {
         "Franka-class arm (MuJoCo): insert a square peg into a hole with 2 mm clearance",
         extra="sim",
     ),
+    "bimanual-transfer-cube": TaskEntry(
+        "robolearn.envs.manipulation.bimanual:TransferCubeEnv",
+        "robolearn.envs.manipulation.bimanual:TransferCubeCfg",
+        "ALOHA-class bimanual arms (MuJoCo): the right arm picks up a cube and hands it to the left arm",
+        extra="sim",
+    ),
+    "bimanual-insertion": TaskEntry(
+        "robolearn.envs.manipulation.bimanual:InsertionEnv",
+        "robolearn.envs.manipulation.bimanual:InsertionCfg",
+        "ALOHA-class bimanual arms (MuJoCo): pick up a peg and a socket, insert the peg in mid-air",
+        extra="sim",
+    ),
 }
 
 

@@ -21,18 +21,18 @@ of named terms: {"state": (N, D), "rgb_<camera>": (N, H, W, 3) uint8, "depth_<ca
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from robolearn.core.env import BatchedEnv, EnvCfg
 from robolearn.core.errors import ConfigError
 from robolearn.core.math import quat_normalize, quat_to_rotmat
 from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec
-from robolearn.sim.backend import Backend, import_mujoco, load_model, make_backend
+from robolearn.envs.manipulation.mujoco_task import MujocoTaskCfg, MujocoTaskEnv
+from robolearn.sim.backend import import_mujoco
 
 ROBOT = "franka-arm"
 ASSETS = Path(__file__).resolve().parents[3] / "sim_assets" / "franka_arm"
@@ -44,7 +44,7 @@ FINGER_OPEN = 0.04
 
 
 @dataclass(kw_only=True)
-class ArmCfg(EnvCfg):
+class ArmCfg(MujocoTaskCfg):
     """Shared settings of the arm tasks: backend, action mode, randomization, observation noise, cameras."""
 
     num_envs: int = 64
@@ -53,10 +53,6 @@ class ArmCfg(EnvCfg):
     decimation: int = 5
     """Physics steps per policy step: 50 Hz policy."""
     episode_length_s: float = 4.0
-    backend: Literal["mujoco_cpu", "mjwarp"] = "mujoco_cpu"
-    """Physics backend: MuJoCo on the CPU, or MuJoCo Warp (GPU, or warp's CPU device when device is 'cpu')."""
-    fallback_to_cpu: bool = False
-    """mjwarp on device 'cuda' without CUDA: run on warp's CPU device instead of failing."""
     action_mode: Literal["ee_delta", "joint_pos"] = "ee_delta"
     """"ee_delta": TCP pose deltas through differential IK; "joint_pos": absolute joint targets."""
     ee_pos_step: float = 0.05
@@ -82,38 +78,23 @@ class ArmCfg(EnvCfg):
     """Standard deviation of Gaussian noise per policy term (joint_pos [rad], joint_vel [rad/s], object [m])."""
     cameras: tuple[str, ...] = ()
     """Cameras rendered into obs["policy"] ("wrist", "front"); empty: state-only, obs["policy"] is a tensor."""
-    image_size: tuple[int, int] = (84, 84)
-    """Camera image (height, width) [px]."""
-    depth: bool = False
-    """Also render depth images (depth_<camera>, metres)."""
     success_radius: float = 0.02
     """Reach: success when the TCP is within this distance of the goal [m]."""
 
 
-class ArmEnv(BatchedEnv[ArmCfg]):
+class ArmEnv(MujocoTaskEnv[ArmCfg]):
     """Base class of the arm tasks; subclasses define the scene, the command/object and the rewards."""
 
     task_name = "arm"
     description = ""
+    assets = ASSETS
     scene = "scene_reach.xml"
+    camera_names = {"wrist": "wrist", "front": "front"}
     termination_terms: tuple[str, ...] = ("failure",)
 
     def __init__(self, cfg: ArmCfg, seed: int = 0) -> None:
         self.spec = self.make_spec(cfg)
-        if cfg.backend == "mjwarp":  # a missing CUDA is an error unless the config allows warp's CPU device
-            from robolearn.sim.mjwarp import resolve_device
-
-            device = resolve_device(cfg.device, cfg.fallback_to_cpu, self.task_name)
-            if device != torch.device(cfg.device):
-                cfg = replace(cfg, device=str(device))
         super().__init__(cfg, seed)
-        self.model = load_model(ASSETS / self.scene, self.task_name)
-        self.model.opt.timestep = cfg.sim_dt
-        if cfg.cameras:  # offscreen buffer must fit the requested images
-            self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, cfg.image_size[0])
-            self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, cfg.image_size[1])
-        self.sim: Backend = make_backend(cfg.backend, self.model, cfg.num_envs, cfg.device, self.task_name,
-                                         fallback_to_cpu=cfg.fallback_to_cpu)
         m, n, dev = self.model, self.num_envs, self.device
         self._ids(m)
         self.home = torch.tensor(HOME, device=dev)
@@ -125,12 +106,7 @@ class ArmEnv(BatchedEnv[ArmCfg]):
         self.failed = torch.zeros(n, dtype=torch.bool, device=dev)
         self.succeeded = torch.zeros(n, dtype=torch.bool, device=dev)
         self.ever_succeeded = torch.zeros(n, dtype=torch.bool, device=dev)
-        self.rand_scale: dict[str, Tensor] = {
-            k: torch.ones(n, len(ids), device=dev) for k, (_, ids) in self._rand_fields().items()
-        }
-        self._renderer: Any = None
-        self._ctrl = self.sim.ctrl.clone()
-        self._substeps_pending = False
+        self.rand_scale = {k: torch.ones(n, len(ids), device=dev) for k, (_, ids) in self._rand_fields().items()}
 
     # ---- model ids -----------------------------------------------------------------------------
     def _ids(self, m: Any) -> None:
@@ -139,7 +115,6 @@ class ArmEnv(BatchedEnv[ArmCfg]):
         self.tcp_site = name(m, mujoco.mjtObj.mjOBJ_SITE, "tcp")
         self.finger_qpos = [int(m.jnt_qposadr[name(m, mujoco.mjtObj.mjOBJ_JOINT, f"finger_{s}")]) for s in
                             ("left", "right")]
-        self.sensor_adr = {m.sensor(i).name: (int(m.sensor_adr[i]), int(m.sensor_dim[i])) for i in range(m.nsensor)}
         self.pad_geoms = [name(m, mujoco.mjtObj.mjOBJ_GEOM, g) for g in ("left_pad", "right_pad")]
         self.link_bodies = [name(m, mujoco.mjtObj.mjOBJ_BODY, f"link{i}") for i in range(1, 8)]
 
@@ -151,11 +126,6 @@ class ArmEnv(BatchedEnv[ArmCfg]):
             "damping": ("dof_damping", list(range(ARM_JOINTS))),
             "kp": ("actuator_kp", list(range(ARM_JOINTS))),
         }
-
-    def sensor(self, name: str) -> Tensor:
-        """Sensor `name` of every env (N, dim)."""
-        adr, dim = self.sensor_adr[name]
-        return self.sim.sensordata[:, adr : adr + dim]
 
     # ---- specification -------------------------------------------------------------------------
     @classmethod
@@ -197,7 +167,7 @@ class ArmEnv(BatchedEnv[ArmCfg]):
         terms = arm + (gripper,)
         adim = sum(t.dim for t in terms)
         for cam in cfg.cameras:
-            if cam not in ("wrist", "front"):
+            if cam not in cls.camera_names:
                 raise ConfigError(f"{cls.task_name}: unknown camera '{cam}' (wrist or front)")
         policy = (
             ObsTerm("joint_pos", ARM_JOINTS, "rad", "arm joint positions (encoders)"),
@@ -222,16 +192,6 @@ class ArmEnv(BatchedEnv[ArmCfg]):
             description=cls.description,
             reward_scales=dict(cfg.reward_scales),
         )
-
-    def image_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shapes (without the env dimension) of the image terms in obs["policy"]."""
-        h, w = self.cfg.image_size
-        shapes: dict[str, tuple[int, ...]] = {}
-        for cam in self.cfg.cameras:
-            shapes[f"rgb_{cam}"] = (h, w, 3)
-            if self.cfg.depth:
-                shapes[f"depth_{cam}"] = (h, w)
-        return shapes
 
     # ---- robot state ---------------------------------------------------------------------------
     @property
@@ -290,13 +250,6 @@ class ArmEnv(BatchedEnv[ArmCfg]):
         self._ctrl = torch.cat((self.joint_target, self.gripper_target[:, None]), -1)
         self._substeps_pending = True
 
-    def _physics_step(self) -> None:
-        # BatchedEnv calls this `decimation` times per policy step; the backend runs all substeps in one call
-        # (one C call per env on the CPU, one graph launch on the GPU), so only the first call steps.
-        if self._substeps_pending:
-            self.sim.step(self._ctrl, self.cfg.decimation)
-            self._substeps_pending = False
-
     def _policy_state(self) -> Tensor:
         noise, n = self.cfg.obs_noise, self.num_envs
         return torch.cat(
@@ -320,21 +273,6 @@ class ArmEnv(BatchedEnv[ArmCfg]):
         if not self.cfg.cameras:
             return {"policy": state, "critic": critic}
         return {"policy": {"state": state, **self.render_images()}, "critic": critic}
-
-    def render_images(self) -> dict[str, Tensor]:
-        """Camera terms of obs["policy"] for every env (see `image_shapes`)."""
-        if self._renderer is None:
-            from robolearn.sim.mujoco_cpu import BatchRenderer
-
-            h, w = self.cfg.image_size
-            self._renderer = BatchRenderer(self.sim, h, w, self.task_name)
-        out: dict[str, Tensor] = {}
-        for cam in self.cfg.cameras:
-            rgb, depth = self._renderer.render(cam, depth=self.cfg.depth)
-            out[f"rgb_{cam}"] = rgb
-            if depth is not None:
-                out[f"depth_{cam}"] = depth
-        return out
 
     def _reset_idx(self, env_ids: Tensor) -> None:
         cfg, k = self.cfg, len(env_ids)
@@ -392,28 +330,6 @@ class ArmEnv(BatchedEnv[ArmCfg]):
 
     def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
         return {"success": self.ever_succeeded[done_ids].float(), "failure": self.failed[done_ids].float()}
-
-    # ---- exact resume: the physics state lives in the backend ----------------------------------
-    def state_dict(self) -> dict[str, Tensor]:
-        """Env tensors, RNG and the backend's full physics state."""
-        state = super().state_dict()
-        state["_physics"] = self.sim.get_state()
-        return {k: v for k, v in state.items() if not k.startswith("sim.")}
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Restore env tensors, re-apply the randomized parameters, restore the physics state."""
-        state = dict(state)
-        physics = state.pop("_physics")
-        super().load_state_dict(state)
-        ids = torch.arange(self.num_envs, device=self.device)
-        for name, (fld, el) in self._rand_fields().items():
-            self.sim.set_params(ids, fld, el, self.rand_scale[name])
-        self._randomize_all_task_params()
-        self.sim.set_state(physics)
-        self._ctrl = self.sim.ctrl.clone()
-
-    def _randomize_all_task_params(self) -> None:
-        """Re-apply the task's stored parameters to every env after a state load."""
 
     def expert_action(self, obs: Obs) -> Tensor:
         """The task's scripted expert (ee_delta mode); see `robolearn.envs.manipulation.expert`."""
