@@ -134,16 +134,10 @@ def run(args: argparse.Namespace) -> int:
             if args.device == "keyboard":
                 print("keys: w/s a/d r/f move, q/e yaw, g start, y success, h stop, x discard, t intervene, "
                       "esc quit (teleop/keyboard.yaml)", file=sys.stderr)
-            storage = None
-            if args.video:
-                from robolearn.data.store import StorageOptions
-                from robolearn.data.video import VideoCodec
-                from robolearn.teleop.collect import CAMERA_KEY
-
-                storage = StorageOptions(video=(CAMERA_KEY,), video_codec=VideoCodec(crf=args.crf))
             col = Collector(env, device, args.out, episodes=args.episodes, provenance=prov, camera=args.camera,
                             realtime=args.realtime, only_success=args.only_success, max_steps=args.max_steps,
-                            image_size=tuple(args.image_size), storage=storage, on_update=update)
+                            image_size=tuple(args.image_size), video_crf=args.crf if args.video else None,
+                            on_update=update)
             st = col.run()
         update(st)
     print(f"{args.out}: kept {st.kept}, discarded {st.discarded}, successes {st.successes}, "

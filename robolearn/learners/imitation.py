@@ -33,6 +33,8 @@ from robolearn.policies.act import ACTConfig
 from robolearn.policies.common import (
     PolicyInputError,
     check_task,
+    env_obs,
+    is_image,
     policy_class,
     policy_from_description,
     resolve_features,
@@ -187,10 +189,14 @@ class ImitationTrainer:
             check_task(features, env.spec.obs_dims, env.spec.action.dim, cfg.task)
             obs = env.reset()
             for key in features:
-                if key != "action" and key not in obs and key.removeprefix("observation.") not in obs:
+                value = env_obs(obs, key) if key != "action" else None
+                if key != "action" and value is None:
                     raise PolicyInputError(f"key '{key}': task '{cfg.task}' observations do not include it "
                                            f"(groups: {', '.join(obs)}), so evaluation rollouts cannot run; "
-                                           "train without --task or on a task that renders it")
+                                           "train without --task or on a task that renders it (--set cameras=[...])")
+                if is_image(key) and tuple(value.shape[1:]) != tuple(features[key]):
+                    raise PolicyInputError(f"key '{key}': dataset images are {tuple(features[key])}, task "
+                                           f"'{cfg.task}' renders {tuple(value.shape[1:])} (--set image_size=[H,W])")
             self.env = env if self.rank == 0 else None
         stats = _dataset_stats(store, list(features))
         cls = policy_class(self.kind)

@@ -57,7 +57,9 @@ class ResNetBackbone(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) float -> (B, out_channels, h, w)."""
-        return self.layers(self.stem(x))
+        # images arrive as permuted (B, H, W, C) views; torch 2.13's CPU backward of this stack on such a
+        # channels-last input with 4 base channels corrupts the heap (free(): invalid size), so compute in NCHW
+        return self.layers(self.stem(x.contiguous()))
 
     def load_weights(self, path: str | os.PathLike[str]) -> None:
         """Load pretrained weights from a local safetensors file with this module's parameter names."""

@@ -73,17 +73,29 @@ def check_task(features: Mapping[str, tuple[int, ...]], obs_dims: Mapping[str, i
                                        f"({obs_dims[group]},)")
 
 
-def obs_to_batch(obs: Mapping[str, Tensor], keys: Sequence[str]) -> dict[str, Tensor]:
-    """Env observation groups {"policy": (N, D)} -> the dataset keys a policy reads {"observation.policy": (N, D)}."""
+def env_obs(obs: Mapping[str, Any], key: str) -> Tensor | None:
+    """The env observation behind a dataset key, or None.
+
+    The naming shared by `robolearn collect` and evaluation rollouts: "observation.<group>" is the group's vector
+    (its "state" term when cameras make the group a dict), "observation.images.<cam>" its "rgb_<cam>" term.
+    """
+    if key in obs:
+        return obs[key]
+    if is_image(key):
+        group = obs.get("policy")
+        return group.get("rgb_" + key.removeprefix(IMAGE_PREFIX)) if isinstance(group, Mapping) else None
+    value = obs.get(key.removeprefix("observation."))
+    return value.get("state") if isinstance(value, Mapping) else value
+
+
+def obs_to_batch(obs: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Tensor]:
+    """Env observation groups {"policy": (N, D) or {"state", "rgb_<cam>"}} -> the dataset keys a policy reads."""
     out = {}
     for key in keys:
-        if key in obs:
-            out[key] = obs[key]
-            continue
-        group = key.removeprefix("observation.")
-        if group not in obs:
+        value = env_obs(obs, key)
+        if value is None:
             raise PolicyInputError(f"observation has no '{key}' (groups: {', '.join(obs)})")
-        out[key] = obs[group]
+        out[key] = value
     return out
 
 

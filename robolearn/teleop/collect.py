@@ -14,7 +14,7 @@ episode in progress.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import torch
 
 from robolearn.core.env import BatchedEnv
 from robolearn.data.store import EpisodeWriter, Feature, Provenance, StorageOptions
+from robolearn.data.video import VideoCodec
 from robolearn.teleop import adapter
 from robolearn.teleop.device import AXES, Device, Event
 
@@ -41,6 +42,14 @@ def dataset_features(env: BatchedEnv, camera: bool, image_size: tuple[int, int] 
         units = tuple(t.unit for t in terms for _ in range(t.dim))
         feats[f"observation.{group}"] = Feature((len(names),), "float32", units=units, names=names,
                                                 description=f"'{group}' observation group before the action")
+    for term, shape in task_cameras(env).items():  # the policy's own cameras (`--set cameras=[...]`)
+        cam = term.split("_", 1)[1]
+        if term.startswith("rgb_"):
+            feats[f"observation.images.{cam}"] = Feature(shape, "uint8", axes=("height", "width", "channel"),
+                                                         description=f"policy camera '{cam}' before the action")
+        else:
+            feats[f"observation.depth.{cam}"] = Feature(shape, "float32", units="m", axes=("height", "width"),
+                                                        description=f"policy depth camera '{cam}' before the action")
     if camera:
         h, w = image_size
         feats[CAMERA_KEY] = Feature((h, w, 3), "uint8", axes=("height", "width", "channel"),
@@ -57,6 +66,27 @@ def dataset_features(env: BatchedEnv, camera: bool, image_size: tuple[int, int] 
     feats[STATE_KEY] = Feature((len(adapter.state_names(layout)),), "float64", names=adapter.state_names(layout),
                                description="env state before the action (robolearn.teleop.adapter.get_state)")
     return feats, layout
+
+
+def task_cameras(env: BatchedEnv) -> dict[str, tuple[int, ...]]:
+    """Image terms of obs["policy"] ("rgb_<cam>", "depth_<cam>") and their shapes; empty without cameras."""
+    shapes = getattr(env, "image_shapes", None)
+    return dict(shapes()) if callable(shapes) else {}
+
+
+def frame_obs(env: BatchedEnv, obs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Env 0's observation as dataset features: groups as vectors, policy cameras as images (see dataset_features)."""
+    frame = {}
+    for g in env.spec.obs_terms:
+        value = obs[g]
+        if isinstance(value, Mapping):
+            for term, x in value.items():
+                if term != "state":
+                    kind, cam = term.split("_", 1)
+                    frame[f"observation.{'images' if kind == 'rgb' else 'depth'}.{cam}"] = x[0].detach().cpu().numpy()
+            value = value["state"]
+        frame[f"observation.{g}"] = value[0].detach().cpu().numpy()
+    return frame
 
 
 @dataclass
@@ -87,13 +117,14 @@ class Collector:
     def __init__(self, env: BatchedEnv, device: Device, out: str | Path, *, episodes: int = 10,
                  provenance: Provenance | None = None, camera: bool | None = None, realtime: bool | None = None,
                  only_success: bool = False, max_steps: int | None = None, view_every: int = 2,
-                 image_size: tuple[int, int] = (96, 96), durable: bool = True, storage: StorageOptions | None = None,
+                 image_size: tuple[int, int] = (96, 96), durable: bool = True, video_crf: int | None = None,
                  on_update: Callable[[CollectStats], None] | None = None) -> None:
         if env.num_envs != 1:
             raise ValueError(f"collection drives one env; got num_envs={env.num_envs}")
         self.env, self.device, self.out = env, device, Path(out)
         self.episodes = episodes
-        self.camera = adapter.has_camera(env) if camera is None else camera
+        # the task's render() view, unless the policy's own cameras are configured (those are always recorded)
+        self.camera = adapter.has_camera(env) and not task_cameras(env) if camera is None else camera
         self.realtime = device.realtime if realtime is None else realtime
         self.only_success = only_success
         self.max_steps = max_steps
@@ -104,7 +135,10 @@ class Collector:
         self.provenance = provenance or Provenance(source="teleop", task=env.spec.name, robot=env.spec.robot,
                                                    device=device.name)
         self.durable = durable
-        self.storage = storage  # for a new dataset: chunking, compression, cameras as MP4 (StorageOptions.video)
+        # a new dataset stores its cameras as per-episode MP4 (H.264 at this crf) instead of zstd arrays
+        cams = tuple(k for k, f in self.features.items() if f.image and f.shape[-1] == 3)
+        self.storage = StorageOptions(video=cams, video_codec=VideoCodec(crf=video_crf)) if video_crf is not None \
+            else None
         self.on_update = on_update
         self.stats = CollectStats()
 
@@ -173,7 +207,7 @@ class Collector:
                 else:
                     action, obs = adapter.command_to_action(env, obs, inp.command)
                 if st.recording:
-                    frame = {f"observation.{g}": obs[g][0].detach().cpu().numpy() for g in env.spec.obs_terms}
+                    frame = frame_obs(env, obs)
                     if self.camera:
                         frame[CAMERA_KEY] = self._camera()
                     frame[STATE_KEY] = adapter.get_state(env, self.layout)

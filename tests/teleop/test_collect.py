@@ -202,3 +202,36 @@ def test_replay_evaluates_an_exported_artifact_on_the_recorded_starts(tmp_path, 
     # the artifact is a clone of a (memoryless) PD, the demos come from the task's expert: close, not equal
     assert 0.0 < pol["action_rmse"] < 0.5
     assert len(pol["episodes"]) == 2 and all(e["crash"] == 0 for e in pol["episodes"])
+
+
+def test_policy_cameras_are_recorded_as_the_policy_sees_them_and_feed_imitation(tmp_path, capsys):
+    """`--set cameras=[...]`: each policy camera becomes observation.images.<cam> at the task's image size (here as
+    MP4), next to the state vector; an imitation run on it evaluates with the same cameras rendered in the batch."""
+    from robolearn.sim.backend import import_mujoco
+
+    pytest.importorskip("av")
+    try:
+        import_mujoco()  # picks EGL on a machine without a display, before anything else imports mujoco
+    except ImportError:
+        pytest.skip("mujoco is not installed (pip install -e '.[sim]')")
+    out = tmp_path / "cam.zarr"
+    cams = ["--set", "cameras=[wrist]", "--set", "image_size=[32,48]"]
+    assert main(["collect", "--task", "arm-reach", "--device", "expert", "--out", str(out), "--episodes", "1",
+                 "--video", "--episode-length", "0.6", *cams]) == 0
+    s = EpisodeStore(out)
+    assert s.is_video("observation.images.wrist") and "observation.images.camera" not in s.features
+    ep = s.read_episode(0)
+    assert ep["observation.images.wrist"].shape[1:] == (32, 48, 3) and ep["observation.images.wrist"].std() > 0
+    assert ep["observation.policy"].shape[1] == make("arm-reach", num_envs=1).spec.obs_dims["policy"]
+    assert main(["dataset", "stats", str(out)]) == 0
+    capsys.readouterr()
+    flags = ["--policy.dim-model", "16", "--policy.n-heads", "2", "--policy.dim-feedforward", "32",
+             "--policy.n-encoder-layers", "1", "--policy.n-vae-encoder-layers", "1", "--policy.chunk-size", "4",
+             "--policy.backbone-width", "4"]
+    rc = main(["train", "act", "--dataset", str(out), "--task", "arm-reach", *cams, "--steps", "2", "--batch-size",
+               "4", "--eval-episodes", "2", "--threads", "1", "--run-dir", str(tmp_path / "run"), "--quiet", *flags])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["eval/episodes"] == 2.0
+    # a camera size the task does not render is refused before training, naming the key and the fix
+    rc = main(["train", "act", "--dataset", str(out), "--task", "arm-reach", "--set", "cameras=[wrist]", "--steps",
+               "1", "--quiet", "--run-dir", str(tmp_path / "run2"), *flags])
+    assert rc == 2 and "key 'observation.images.wrist': dataset images are (32, 48, 3)" in capsys.readouterr().err
