@@ -58,6 +58,12 @@ TASKS: dict[str, TaskEntry] = {
         "Franka-class arm (MuJoCo): insert a square peg into a hole with 2 mm clearance",
         extra="sim",
     ),
+    "push-t": TaskEntry(
+        "robolearn.envs.manipulation.pusht:PushTEnv",
+        "robolearn.envs.manipulation.pusht:PushTCfg",
+        "Planar pusher (MuJoCo): push a T block onto a fixed goal pose (Diffusion Policy's Push-T, coverage metric)",
+        extra="sim",
+    ),
 }
 
 
