@@ -81,18 +81,22 @@ def _rot(angle: Tensor) -> Tensor:
     return torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2)
 
 
-def tee_grid(resolution: float = PX) -> Tensor:
-    """Cell centres (P, 2) of a `resolution` grid covering the T in its own frame.
+def tee_grid(resolution: float = PX, seed: int = 0) -> Tensor:
+    """Sample points (P, 2) covering the T in its own frame: one per cell of a `resolution` grid (stratified).
 
-    One point per cell of equal area; both rectangles' sides are whole multiples of 1 px, so at 1 px the cells
-    tile the T exactly.
+    Each point lies at a fixed pseudo-random place inside its cell (seeded, so coverage is deterministic); both
+    rectangles' sides are whole multiples of 1 px, so the cells tile the T and each point stands for an equal
+    share of its area. The jitter matters: on a regular grid, a block aligned with the goal (as it is near
+    success) moves whole rows of points in or out at once — up to 1.5 % coverage error at 1 mm, against 0.3 %.
     """
+    gen = torch.Generator().manual_seed(seed)
     pts = []
     for cx, cy, hx, hy in (BAR, STEM):
         nx, ny = max(1, round(2 * hx / resolution)), max(1, round(2 * hy / resolution))
-        xs = cx - hx + (torch.arange(nx, dtype=torch.float64) + 0.5) * (2 * hx / nx)
-        ys = cy - hy + (torch.arange(ny, dtype=torch.float64) + 0.5) * (2 * hy / ny)
-        pts.append(torch.cartesian_prod(xs, ys))
+        dx, dy = 2 * hx / nx, 2 * hy / ny
+        cells = torch.cartesian_prod(torch.arange(nx, dtype=torch.float64), torch.arange(ny, dtype=torch.float64))
+        u = torch.rand(cells.shape, generator=gen, dtype=torch.float64)
+        pts.append(torch.stack((cx - hx + (cells[:, 0] + u[:, 0]) * dx, cy - hy + (cells[:, 1] + u[:, 1]) * dy), -1))
     return torch.cat(pts).float()
 
 
@@ -110,7 +114,8 @@ def coverage(block_pose: Tensor, goal_points: Tensor, goal_pose: Tensor | None =
     `block_pose` (N, 3): the T's reference point and angle; `goal_points` (P, 2): `tee_grid` points in the T's
     frame. The goal's points are placed at the goal pose, moved into each block's frame and tested against the
     T's two rectangles; each point stands for an equal share of the goal's area. At 1 mm resolution the result
-    differs from the exact polygon intersection by < 0.3 % of the goal area (tests/envs/test_pusht.py).
+    differs from the exact polygon intersection by < 0.5 % of the goal's area (0.06 % on average;
+    tests/envs/test_pusht.py compares with shapely).
     """
     goal = torch.as_tensor(GOAL_POSE, device=block_pose.device) if goal_pose is None else goal_pose
     world = goal_points @ _rot(goal[2]).T + goal[:2]  # (P, 2) goal points in the world
@@ -144,7 +149,7 @@ class PushTCfg(EnvCfg):
     terminate_on_success: bool = True
     """End the episode at success (gym-pusht does); off: run all 300 steps (Diffusion Policy's evaluation)."""
     coverage_resolution: float = PX
-    """Grid spacing of the coverage estimate [m] (1 mm: < 0.3 % error against the exact intersection)."""
+    """Grid spacing of the coverage estimate [m] (1 mm: < 0.5 % error against the exact intersection)."""
     randomize: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per-episode scale ranges (nominal × U(low, high)): "damping" (the block's quasi-static damping), "mass"
     (the block's mass and inertia), "kp" (the pusher's PD gains). Empty (default): gym-pusht's fixed physics."""
@@ -315,7 +320,7 @@ class PushTEnv(BatchedEnv[PushTCfg]):
     def _terminated(self) -> Tensor:
         if not self.cfg.terminate_on_success:
             return torch.zeros_like(self.succeeded)
-        return self.succeeded
+        return self.succeeded.clone()  # a copy: resetting the finished envs clears `succeeded` in place
 
     def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
         return {"success": self.ever_succeeded[done_ids].float(), "coverage": self.coverage[done_ids],
