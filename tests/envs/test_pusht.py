@@ -213,3 +213,23 @@ def test_mjwarp_agrees_with_mujoco_cpu():
     assert cpu.coverage.max() > 0.0  # the expert did push something
     assert (cpu.sim.qpos - warp.sim.qpos).abs().max() < 1e-4
     assert (obs["mujoco_cpu"]["critic"] - obs["mjwarp"]["critic"]).abs().max() < 1e-3
+
+
+def test_eval_writes_a_coverage_plot_and_a_video(tmp_path):
+    """`robolearn eval expert:push-t`: report, coverage-over-time PNG and the top camera MP4 through robolearn.eval."""
+    pytest.importorskip("matplotlib")
+    av = pytest.importorskip("av")
+    import json
+
+    from robolearn.cli.main import main
+
+    assert main(["eval", "expert:push-t", "--episodes", "2", "--seed", "3", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["task"] == "push-t" and report["success"] == 1.0 and report["max_coverage"] > 0.95
+    assert (tmp_path / "coverage.png").stat().st_size > 10_000
+    with av.open(str(tmp_path / "episodes.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    # one frame per policy step of the longer episode plus its first state (≥ the mean length); two 192 px views
+    assert round(report["length_s"] * 10) + 1 <= len(frames) <= 301
+    assert frames[0].shape == (192, 2 * 192 + 4, 3)
+    assert frames[0].std() > 10 and not (frames[0] == frames[-1]).all()

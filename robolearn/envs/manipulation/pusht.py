@@ -55,6 +55,8 @@ STEM = (0.0, -75 * PX, 15 * PX, 45 * PX)
 COG = (0.0, -45 * PX)
 """The T's centre of gravity in its frame (gym-pusht: the mean of the two rectangles' centres) [m]."""
 SUCCESS_COVERAGE = 0.95
+VIZ_SIZE = (192, 192)
+"""Top-view frames in evaluation videos [px]."""
 
 
 def px_to_world(state_px: Tensor) -> Tensor:
@@ -201,6 +203,11 @@ class PushTEnv(BatchedEnv[PushTCfg]):
         self.rand_scale = torch.ones(n, len(self.RAND_KEYS), device=dev)
         self._renderer: Any = None
         self._substeps_pending = False
+        # what `viz_state` shows for an env that has just finished (its last state, not the reset one)
+        self._viz_frames = 0
+        self._just_finished = torch.zeros(n, dtype=torch.bool, device=dev)
+        self._final_coverage = torch.zeros(n, device=dev)
+        self._final_frames: dict[int, Tensor] = {}
 
     # ---- specification -------------------------------------------------------------------------
     @classmethod
@@ -268,6 +275,7 @@ class PushTEnv(BatchedEnv[PushTCfg]):
 
     # ---- hooks ---------------------------------------------------------------------------------
     def _apply_action(self, action: Tensor) -> None:
+        self._just_finished[:] = False
         self.target = HALF_WORKSPACE * action
         self._substeps_pending = True
 
@@ -323,6 +331,12 @@ class PushTEnv(BatchedEnv[PushTCfg]):
         return self.succeeded.clone()  # a copy: resetting the finished envs clears `succeeded` in place
 
     def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
+        self._just_finished[done_ids] = True
+        self._final_coverage[done_ids] = self.coverage[done_ids]
+        shown = [i for i in done_ids.tolist() if i < self._viz_frames]
+        if shown:
+            for i, frame in zip(shown, self.render(shown, size=VIZ_SIZE), strict=True):
+                self._final_frames[i] = frame
         return {"success": self.ever_succeeded[done_ids].float(), "coverage": self.coverage[done_ids],
                 "max_coverage": self.max_coverage[done_ids]}
 
@@ -405,9 +419,18 @@ class PushTEnv(BatchedEnv[PushTCfg]):
         return expert_action(state)
 
     def viz_state(self, frames: int = 4) -> dict[str, Tensor]:
-        """What evaluation records each step: coverage, poses, and top-view frames of the first `frames` envs."""
-        out = {"coverage": self.coverage.clone(), "block_pose": self.block_pose, "agent_pos": self.agent_pos.clone()}
+        """What evaluation records each step: coverage and top-view frames of the first `frames` envs.
+
+        An env that finished in the last step shows its final state (coverage, frame), not the reset one.
+        """
+        cov = torch.where(self._just_finished, self._final_coverage, self.coverage)
+        out = {"coverage": cov, "block_pose": self.block_pose, "agent_pos": self.agent_pos.clone()}
         if self.sim.name == "mujoco_cpu" and frames > 0:
-            ids = list(range(min(frames, self.num_envs)))
-            out["frame"] = self.render(ids, size=(192, 192))
+            self._viz_frames = min(frames, self.num_envs)
+            ids = list(range(self._viz_frames))
+            imgs = self.render(ids, size=VIZ_SIZE)
+            for i in ids:
+                if bool(self._just_finished[i]) and i in self._final_frames:
+                    imgs[i] = self._final_frames[i]
+            out["frame"] = imgs
         return out
