@@ -232,3 +232,22 @@ def test_eval_writes_a_coverage_plot_and_a_video(tmp_path):
     assert round(report["length_s"] * 10) + 1 <= len(frames) <= 301
     assert frames[0].shape == (192, 2 * 192 + 4, 3)
     assert frames[0].std() > 10 and not (frames[0] == frames[-1]).all()
+
+
+def test_collect_records_expert_demos_with_the_top_view(tmp_path):
+    """`robolearn collect --task push-t --device expert`: a successful episode, state + 96×96 top view + actions."""
+    import numpy as np
+
+    from robolearn.cli.main import main
+    from robolearn.data.store import EpisodeStore
+
+    out = tmp_path / "pusht.zarr"
+    assert main(["collect", "--task", "push-t", "--device", "expert", "--out", str(out), "--episodes", "1",
+                 "--seed", "3", "--only-success"]) == 0
+    store = EpisodeStore(out)
+    assert store.num_episodes == 1
+    ep = store.read_episode(0, ["observation.policy", "observation.images.camera", "action", "next.success"])
+    assert ep["observation.images.camera"].shape[1:] == (96, 96, 3)
+    assert ep["observation.images.camera"].std() > 10
+    assert ep["observation.policy"].shape[1] == 5 and bool(ep["next.success"][-1])
+    assert np.abs(ep["action"]).max() <= 1.0
