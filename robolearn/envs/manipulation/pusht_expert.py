@@ -11,10 +11,13 @@ block's frame):
      w · d / |w| with w = (n, k) (zero if the push moves the block away from the goal);
   2. travel: the candidate is discounted by exp(−distance to its approach point / 0.15 m), and the contact the
      pusher is already engaged with counts double (hysteresis without memory);
-  3. the best candidate is pushed: if the pusher is at its approach point, the target is `depth` inside the
+  3. reach: a candidate counts only if its approach point, and the travel circle's point on that side of the
+     block, lie inside the workspace (a block pressed against a wall cannot be reached from the wall's side);
+  4. the best candidate is pushed: if the pusher is at its approach point, the target is `depth` inside the
      block along −normal (depth ∝ the optimal push length w · d, clipped); otherwise the pusher travels to the
      approach point (R + 1 cm outside the contact), going around the block on a circle about its centre when the
-     straight path would touch it.
+     straight path would touch it — the short way round, unless that arc leaves the workspace more than the long
+     way does.
 Works on gym-pusht's 5-D state (metres/radians, this task's frame); one call handles any number of envs.
 """
 
@@ -119,7 +122,11 @@ def expert_action(state: Tensor) -> Tensor:
     s_t = (rel * tangent_w).sum(-1)
     engaged = (s_t.abs() < 0.004) & (s_n < AGENT_RADIUS + CLEARANCE + 0.004) & (s_n > AGENT_RADIUS - 0.012)
     travel = (approach - agent[:, None]).norm(dim=-1)
-    reachable = (approach.abs() < HALF_WORKSPACE - 0.005).all(-1)
+    # reachable: the approach point, and the travel circle's point on its side of the block (where the pusher
+    # comes in from), lie inside the workspace (the pusher cannot go round a block pressed against a wall)
+    bearing = approach - cog[:, None]
+    entry = cog[:, None] + SAFE_RADIUS * bearing / bearing.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    reachable = (approach.abs() < HALF_WORKSPACE - 0.005).all(-1) & (entry.abs() < HALF_WORKSPACE).all(-1)
     score = progress * torch.where(engaged, ENGAGED_BONUS, torch.exp(-travel / TRAVEL_SCALE)) * reachable
     best = score.argmax(-1)  # (N,)
     idx = torch.arange(len(state), device=dev)
@@ -141,7 +148,19 @@ def expert_action(state: Tensor) -> Tensor:
     phi_p = torch.atan2(from_cog[:, 1], from_cog[:, 0])
     to_a = a_w - cog
     phi_a = torch.atan2(to_a[:, 1], to_a[:, 0])
-    step = _wrap(phi_a - phi_p).clamp(-0.6, 0.6)
+    # go round the way whose arc stays inside the workspace (the short way if both do)
+    short = _wrap(phi_a - phi_p)
+    long = short - torch.sign(short) * 2 * math.pi
+    frac = torch.linspace(0.0, 1.0, 9, device=dev)
+
+    def arc_outside(arc: Tensor) -> Tensor:
+        """How far the arc leaves the workspace: the sum over 9 points of their distance outside [m]."""
+        angles = phi_p[:, None] + frac * arc[:, None]  # (N, 9)
+        pts = cog[:, None] + SAFE_RADIUS * torch.stack((torch.cos(angles), torch.sin(angles)), -1)
+        return (pts.abs() - HALF_WORKSPACE).clamp_min(0).sum((-1, -2))
+
+    arc = torch.where(arc_outside(long) < arc_outside(short) - 1e-3, long, short)
+    step = arc.clamp(-0.6, 0.6)
     phi = phi_p + step
     around = cog + SAFE_RADIUS * torch.stack((torch.cos(phi), torch.sin(phi)), -1)
     # inside the travel circle: move out along the ray from the centre (radially) while turning less
