@@ -112,10 +112,14 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report = {"task": task, "source": str(path), "episodes": args.episodes, "seed": args.seed, **metrics}
     files = {"report": out / "eval.json"}
-    if traj is not None:
+    if traj is not None and "coverage" in traj:  # push-t: coverage over time and the top camera
+        files.update(_visualize_coverage(traj, out, f"{task} — {label}", plot=not args.no_plot,
+                                         video=not args.no_video, threshold=getattr(env.cfg, "success_threshold", None),
+                                         fps=env.spec.action.rate_hz))
+    elif traj is not None:
         files.update(_visualize(traj, out, f"{task} — {label}", plot=not args.no_plot, video=not args.no_video))
     (out / "eval.json").write_text(json.dumps(report, indent=2))
-    for k in ("success", "pos_error_rms", "final_pos_error", "crash"):
+    for k in ("success", "pos_error_rms", "final_pos_error", "crash", "coverage", "max_coverage"):
         if k in metrics:
             print(f"{k:16s} {metrics[k]:.4f}")
     for name, f in files.items():
@@ -143,4 +147,26 @@ def _visualize(traj: dict[str, torch.Tensor], out: Path, title: str, plot: bool,
 
         files["video"] = render_flight_video(t, pos.transpose(1, 0, 2), quat.transpose(1, 0, 2), out / "flight.mp4",
                                              ref=ref[:, 0], title=title.split(" — ")[0])
+    return files
+
+
+def _visualize_coverage(traj: dict[str, torch.Tensor], out: Path, title: str, plot: bool, video: bool,
+                        threshold: float | None, fps: float) -> dict[str, Path]:
+    """Coverage over time of the recorded episodes (PNG) and their camera frames side by side (MP4)."""
+    files: dict[str, Path] = {}
+    t = traj["t"][:, 0].numpy()
+    lengths = traj["length_s"].numpy()
+    cov = traj["coverage"].numpy()
+    if plot:
+        from robolearn.eval.plots import plot_coverage
+
+        files["plot"] = plot_coverage(t, cov, out / "coverage.png", lengths_s=lengths, threshold=threshold,
+                                      title=title)
+    if video and "frame" in traj:
+        from robolearn.eval.video import write_frames_video
+
+        steps = (lengths * fps).round().astype("int64")  # sample j is the state after j policy steps
+        labels = [[f"t {j / fps:4.1f} s  coverage {100 * c:5.1f} %" for c in row] for j, row in enumerate(cov)]
+        files["video"] = write_frames_video(traj["frame"].numpy(), out / "episodes.mp4", fps=fps, lengths=steps,
+                                            labels=labels)
     return files

@@ -70,6 +70,12 @@ TASKS: dict[str, TaskEntry] = {
         "ALOHA-class bimanual arms (MuJoCo): pick up a peg and a socket, insert the peg in mid-air",
         extra="sim",
     ),
+    "push-t": TaskEntry(
+        "robolearn.envs.manipulation.pusht:PushTEnv",
+        "robolearn.envs.manipulation.pusht:PushTCfg",
+        "Planar pusher (MuJoCo): push a T block onto a fixed goal pose (Diffusion Policy's Push-T, coverage metric)",
+        extra="sim",
+    ),
 }
 
 

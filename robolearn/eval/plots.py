@@ -232,3 +232,45 @@ def plot_training_curves(steps: np.ndarray, series: dict[str, np.ndarray], out: 
     if title:
         fig.suptitle(title, fontsize=12, fontweight="bold")
     return _save(fig, out)
+
+
+def plot_coverage(
+    t: np.ndarray,
+    coverage: np.ndarray,
+    out: Path,
+    *,
+    lengths_s: np.ndarray | None = None,
+    threshold: float | None = None,
+    title: str = "",
+) -> Path:
+    """Coverage over time (Push-T): one line per recorded episode (T, K), each cut at its length.
+
+    The dashed line is the success threshold; the legend says when each episode first crossed it.
+    """
+    require("matplotlib", "viz")
+    t, cov = np.asarray(t, dtype=np.float64), np.asarray(coverage, dtype=np.float64)
+    if cov.ndim == 1:
+        cov = cov[:, None]
+    if t.ndim != 1 or cov.shape[0] != len(t):
+        raise ValueError(f"t must be (T,) and coverage (T, K) with the same T; got {t.shape} and {cov.shape}")
+    k = cov.shape[1]
+    lengths = np.full(k, np.inf) if lengths_s is None else np.asarray(lengths_s, dtype=np.float64)
+    fig = _new_figure(9.0, 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    for i in range(k):
+        # sample j is the state after j policy steps; an episode of length L has samples 0 … L/dt
+        keep = t <= lengths[i] + 1e-9 if np.isfinite(lengths[i]) and lengths[i] > 0 else slice(None)
+        ti, ci = t[keep], cov[keep, i]
+        crossed = np.flatnonzero(ci > threshold) if threshold is not None else np.array([], dtype=int)
+        when = f"success at {ti[crossed[0]]:.1f} s" if len(crossed) else f"max {100 * ci.max():.1f} %"
+        ax.plot(ti, 100 * ci, lw=1.6, color=f"C{i}", label=f"episode {i}: {when}")
+    if threshold is not None:
+        ax.axhline(100 * threshold, color="black", ls="--", lw=1.0, label=f"success ({100 * threshold:.0f} %)")
+    ax.set_xlabel("time [s]")
+    ax.set_ylabel("coverage of the goal [%]")
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.85)
+    if title:
+        ax.set_title(title, fontsize=12, fontweight="bold")
+    return _save(fig, out)

@@ -53,6 +53,7 @@ def evaluate_policy(
                 sums[k][ids[first]] = v[first].float()
             finished[ids] = True
         obs = res.obs
+    sample()  # the state after the last recorded episode's final step (tasks whose viz_state keeps it show it)
     metrics = {k: float(v.nanmean()) for k, v in sums.items()}
     metrics["episodes"] = float(n)
     if record:

@@ -367,3 +367,42 @@ def render_flight_video(
         for packet in stream.encode():
             container.mux(packet)
     return out
+
+
+def write_frames_video(frames: np.ndarray, out: Path, *, fps: float = 10.0, lengths: np.ndarray | None = None,
+                       labels: list[list[str]] | None = None) -> Path:
+    """H.264 MP4 of K camera views side by side (frames (T, K, H, W, 3) uint8), e.g. a task's top camera.
+
+    View k freezes on frame `lengths[k]` (its episode's last; the env reset after it); `labels[t][k]` (e.g. the
+    coverage) is drawn in view k's corner.
+    """
+    av = require("av", "viz")
+    require("PIL", "viz")
+    from PIL import Image, ImageDraw
+
+    frames = np.asarray(frames)
+    if frames.ndim != 5 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, K, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    n, k, h, w = frames.shape[:4]
+    last = np.full(k, n - 1) if lengths is None else np.clip(np.asarray(lengths, dtype=np.int64), 0, n - 1)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    width, height = k * w + (k - 1) * 4, h
+    width, height = width + width % 2, height + height % 2
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=max(1, round(fps)))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for t in range(n):
+            canvas = np.full((height, width, 3), 255, np.uint8)
+            for i in range(k):
+                canvas[:h, i * (w + 4): i * (w + 4) + w] = frames[min(t, last[i]), i]
+            img = Image.fromarray(canvas)
+            if labels is not None:
+                draw = ImageDraw.Draw(img)
+                for i in range(k):
+                    draw.text((i * (w + 4) + 4, 2), labels[min(t, last[i])][i], fill=(25, 28, 35))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(img), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out

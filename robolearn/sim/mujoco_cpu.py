@@ -216,13 +216,18 @@ class BatchRenderer:
             flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
             flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = False
 
-    def render(self, camera: str, depth: bool = False) -> tuple[Tensor, Tensor | None]:
-        """(N, H, W, 3) uint8 RGB and, with `depth`, (N, H, W) float32 depth [m] from `camera` in every env."""
-        n, h, w = self.sim.num_envs, self.height, self.width
+    def render(self, camera: str, depth: bool = False, env_ids: Tensor | list[int] | None = None
+               ) -> tuple[Tensor, Tensor | None]:
+        """(K, H, W, 3) uint8 RGB and, with `depth`, (K, H, W) float32 depth [m] from `camera`.
+
+        Rendered in envs `env_ids` (default: every env).
+        """
+        ids = range(self.sim.num_envs) if env_ids is None else [int(i) for i in env_ids]
+        n, h, w = len(ids), self.height, self.width
         rgb = np.empty((n, h, w, 3), dtype=np.uint8)
         dep = np.empty((n, h, w), dtype=np.float32) if depth else None
-        for i in range(n):
-            data = self.sim.data(i)
+        for i, env in enumerate(ids):
+            data = self.sim.data(env)
             self.rgb.update_scene(data, camera=camera)
             self.rgb.render(out=rgb[i])
             if dep is not None:

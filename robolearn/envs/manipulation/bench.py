@@ -153,7 +153,7 @@ def expert_success(args: list[str]) -> dict:
     """Success rate of each task's scripted expert over N episodes (one per env, random starts and parameters)."""
     ap = argparse.ArgumentParser(prog="robolearn bench expert-success", description=expert_success.__doc__)
     ap.add_argument("--tasks", nargs="+", default=["arm-reach", "arm-lift", "arm-pick-place", "arm-peg-insert",
-                                                    "bimanual-transfer-cube", "bimanual-insertion"])
+                                                    "bimanual-transfer-cube", "bimanual-insertion", "push-t"])
     ap.add_argument("--episodes", type=int, default=200)
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--torch-threads", type=int, default=1, help=_THREADS_HELP)
