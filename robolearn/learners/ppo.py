@@ -64,6 +64,9 @@ class PPOCfg:
 class PPO:
     """Asymmetric PPO: Gaussian actor over `policy` observations, value function over `critic` observations."""
 
+    supports_ddp = True
+    """Gradients, KL and normalizer statistics are averaged over torchrun ranks."""
+
     def __init__(self, env: BatchedEnv, cfg: PPOCfg, *, obs_dims: dict[str, int] | None = None,
                  action_dim: int | None = None, reset: bool = True) -> None:  # fmt: skip
         self.env, self.cfg = env, cfg
