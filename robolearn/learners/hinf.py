@@ -143,6 +143,11 @@ class Hinf:
         """Environment transitions per `train_iteration`."""
         return self.cfg.actor.num_steps * self.env.num_envs
 
+    @property
+    def warming_up(self) -> bool:
+        """Whether the next iteration is a DAgger warm-start iteration."""
+        return self.cloner is not None and self.iterations < self.cfg.expert_iterations
+
     # ---- disturbance ---------------------------------------------------------------------------
     @torch.no_grad()
     def disturb(self, critic_obs: Tensor, t: int) -> Tensor:
@@ -166,7 +171,7 @@ class Hinf:
         """Rollout (disturber then actor each step) → actor PPO update → disturber PPO update → λ, ι, r*."""
         cfg, env = self.cfg, self.env
         actor = self.actor_ppo
-        if self.cloner is not None and self.iterations < cfg.expert_iterations:
+        if self.warming_up:
             actor.obs, logs = self.cloner.iteration(actor.obs)
             return self._done(logs)
         t_steps, g = cfg.actor.num_steps, cfg.actor.gamma
@@ -251,7 +256,8 @@ class Hinf:
             "oracle": self.oracle,
             "iterations": self.iterations,
             "env_steps": self.env_steps,
-            "cloner": self.cloner.state_dict() if self.cloner is not None else {},
+            # the warm start's labelled buffer (tens of MB) only matters while the warm start runs
+            "cloner": self.cloner.state_dict() if self.cloner is not None and self.warming_up else {},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -264,5 +270,5 @@ class Hinf:
         self.lam, self.intensity = float(state["lambda"]), float(state["intensity"])
         self.oracle = float(state["oracle"])
         self.iterations, self.env_steps = int(state["iterations"]), int(state["env_steps"])
-        if self.cloner is not None:
+        if self.cloner is not None and state["cloner"]:
             self.cloner.load_state_dict(state["cloner"])
