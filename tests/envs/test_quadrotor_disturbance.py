@@ -8,14 +8,14 @@ from robolearn.core.errors import RobolearnError
 from robolearn.envs import registry
 
 CALM = {"init_pos": 0.0, "init_max_angle_deg": 0.0, "init_lin_vel": 0.0, "init_ang_vel": 0.0,
-        "disturbance_force": 0.0, "obs_noise": {}, "randomize": {}}
+        "disturbance_force": 0.0, "obs_noise": {}, "randomize": {}, "disturbance_max_force": 0.1}
 
 
 @pytest.mark.parametrize("task", ["quadrotor-hover", "quadrotor-track"])
 def test_quadrotor_tasks_implement_the_interface(task):
     env = registry.make(task, num_envs=3)
     assert isinstance(env, Disturbable)
-    assert env.disturbance_dim == 3 and env.disturbance_limit.tolist() == pytest.approx([0.1] * 3)
+    assert env.disturbance_dim == 3 and env.disturbance_limit.tolist() == pytest.approx([0.3] * 3)
     assert [t.name for t in env.spec.obs_terms["critic"]].count("disturbance") == 1
     env6 = registry.make(task, num_envs=3, disturbance_max_torque=1e-3)
     assert env6.disturbance_dim == 6 and env6.spec.obs_dims["critic"] == env.spec.obs_dims["critic"] + 3
@@ -24,7 +24,7 @@ def test_quadrotor_tasks_implement_the_interface(task):
 def test_set_disturbance_clips_holds_and_resets():
     env = registry.make("quadrotor-hover", num_envs=2, **CALM)
     env.reset()
-    env.set_disturbance(torch.tensor([[1.0, -1.0, 0.05], [0.0, 0.0, 0.0]]))
+    env.set_disturbance(torch.tensor([[1.0, -1.0, 0.05], [0.0, 0.0, 0.0]]))  # limit 0.1 N (CALM)
     assert env.disturbance.flatten().tolist() == pytest.approx([0.1, -0.1, 0.05, 0.0, 0.0, 0.0])
     obs = env.step(torch.zeros(2, 4)).obs
     assert env.disturbance[0].tolist() == pytest.approx([0.1, -0.1, 0.05])  # held

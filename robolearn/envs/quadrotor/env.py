@@ -64,8 +64,9 @@ class QuadrotorCfg(EnvCfg):
     """Relative ranges of per-episode parameter randomization: nominal × U(1 - r, 1 + r)."""
     disturbance_force: float = 0.003
     """Constant external force per episode, uniform in a ball of this radius [N] (weight is ~0.27 N)."""
-    disturbance_max_force: float = 0.1
-    """Disturbance interface (`set_disturbance`): largest force per world axis [N] (H∞ disturber, pushes)."""
+    disturbance_max_force: float = 0.3
+    """Disturbance interface (`set_disturbance`): largest force per world axis [N] (H∞ disturber, pushes); about
+    the drone's weight."""
     disturbance_max_torque: float = 0.0
     """Largest disturbance torque per world axis [N·m]; 0 makes the disturbance a force only (3 components,
     else 6: force xyz, torque xyz). The Crazyflie's own roll authority is ~5e-3 N·m."""
