@@ -222,8 +222,9 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         policy = cls.policy_terms(cfg)
         critic = policy + (
             ObsTerm("motor_rpm", 4, "", "true motor speeds / max rpm"),
-            ObsTerm("disturbance", cls.disturbance_dim_of(cfg), "N*10|N*m*1000",
-                    "external force ×10 (episode force + set_disturbance), then torque ×1000 if 6 components"),
+            ObsTerm("disturbance", cls.disturbance_dim_of(cfg), "N*10" if cls.disturbance_dim_of(cfg) == 3
+                    else "N*10|N*m*1000", "external force ×10 (episode force + set_disturbance), world frame"
+                    + ("" if cls.disturbance_dim_of(cfg) == 3 else "; set torque ×1000, world frame")),
             ObsTerm("params", 7, "", "randomized mass, inertia(3), thrust scale, torque coef, motor tau / nominal"),
         )
         return TaskSpec(
