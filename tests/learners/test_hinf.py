@@ -124,14 +124,12 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     assert torch.equal(full.env.sim.state, resumed.env.sim.state)
 
 
-@pytest.mark.parametrize("learner", ["hinf", "ppo"])
-def test_ddp_two_gloo_processes_keep_identical_parameters(learner, tmp_path):
-    if learner == "hinf":
-        algo = "{actor: {num_steps: 4, num_epochs: 2, num_minibatches: 2, actor_hidden: [16], critic_hidden: [16]}, " \
-               "disturber_ppo: {num_epochs: 2, num_minibatches: 2, actor_hidden: [16], critic_hidden: [16]}, " \
-               "expert_iterations: 1}"
-    else:
-        algo = "{num_steps: 4, num_epochs: 2, num_minibatches: 2, actor_hidden: [16], critic_hidden: [16]}"
+def test_ddp_two_gloo_processes_keep_identical_parameters(tmp_path):
+    # hinf covers plain PPO too: its actor and its disturber are PPO agents (actor, critic, KL, normalizers)
+    learner = "hinf"
+    algo = "{actor: {num_steps: 4, num_epochs: 2, num_minibatches: 2, actor_hidden: [16], critic_hidden: [16], " \
+           "desired_kl: 0.01}, disturber_ppo: {num_epochs: 2, num_minibatches: 2, actor_hidden: [16], " \
+           "critic_hidden: [16]}, expert_iterations: 1}"
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(f"task: quadrotor-hover\nlearner: {learner}\nseed: 1\niterations: 4\ncheckpoint_every: 4\n"
                    f"tensorboard: false\nenv: {{num_envs: 16}}\nalgo: {algo}\n")
@@ -139,22 +137,24 @@ def test_ddp_two_gloo_processes_keep_identical_parameters(learner, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-port", str(29500 + os.getpid() % 1000 + (learner == "ppo")),
+                           "--master-port", str(29500 + os.getpid() % 1000),
                            "-m", "robolearn.cli.main", "train", "--config", str(cfg), "--run-dir", str(run_dir),
                            "--quiet"], env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, meta = load_checkpoint(run_dir / "checkpoints" / "iter_000004.safetensors")
     r1, _ = load_checkpoint(run_dir / "checkpoints" / "rank1" / "iter_000004.safetensors")
     assert meta["iteration"] == 4
-    nets = ["actor", "critic"] if learner == "ppo" else ["actor"]
-    for net in nets:
-        for k, v in r0["learner"][net].items():
-            assert torch.equal(v, r1["learner"][net][k]), f"{net}.{k} differs between ranks"
-    if learner == "hinf":
-        for k, v in r0["learner"]["disturber"]["actor"].items():
-            assert torch.equal(v, r1["learner"]["disturber"]["actor"][k]), f"disturber.{k} differs between ranks"
-        assert r0["learner"]["lambda"] == r1["learner"]["lambda"]
-    # ...while each rank stepped its own environments, and the first update moved the actor
+    nets = {"actor": r0["learner"]["actor"], "critic": r0["learner"]["actor_ppo"]["critic"],
+            "disturber": r0["learner"]["disturber"]["actor"], "disturber critic": r0["learner"]["disturber"]["critic"]}
+    other = {"actor": r1["learner"]["actor"], "critic": r1["learner"]["actor_ppo"]["critic"],
+             "disturber": r1["learner"]["disturber"]["actor"], "disturber critic": r1["learner"]["disturber"]["critic"]}
+    for net, params in nets.items():
+        for k, v in params.items():
+            assert torch.equal(v, other[net][k]), f"{net}.{k} differs between ranks"
+    for key in ("lambda", "intensity", "oracle"):
+        assert r0["learner"][key] == r1["learner"][key]
+    assert r0["learner"]["actor_ppo"]["lr"] == r1["learner"]["actor_ppo"]["lr"]
+    # ...while each rank stepped its own environments
     assert not torch.equal(r0["env"]["sim._state"], r1["env"]["sim._state"])
     assert (run_dir / "summary.json").exists() and not (run_dir / ".rank1").exists()
 
