@@ -83,6 +83,9 @@ class HinfCfg:
     """Lowest intensity the curriculum goes down to."""
     random_hold_s: float = 0.5
     """random: mean time a random disturbance is held [s] before it is redrawn."""
+    stagger_episodes: bool = True
+    """Spread the first episodes' time limits uniformly (as legged_gym does), so that resets, and the transient
+    cost of their random starts, do not arrive in bursts that drive λ and the curriculum."""
     expert_iterations: int = 0
     """Warm start: this many DAgger iterations on the task's scripted expert before RL (0: from scratch)."""
     critic_warmup: int = 0
@@ -132,6 +135,8 @@ class Hinf:
         warm = cfg.expert_iterations > 0
         self.cloner = ExpertCloner(env, self.actor_ppo.actor, cfg.expert_iterations, cfg.actor.num_steps) if warm \
             else None
+        if cfg.stagger_episodes:  # the envs were just reset together: give each a random elapsed time
+            env.episode_length[:] = (env.rand(env.num_envs) * env.cfg.max_episode_steps).long()
         self.lam = cfg.lambda_init
         self.intensity = cfg.intensity_start if cfg.disturber != "none" else 0.0
         self.oracle = cfg.oracle_reward if cfg.oracle_reward is not None else float("nan")
