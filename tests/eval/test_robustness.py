@@ -37,3 +37,23 @@ def test_sweep_refuses_a_task_without_the_interface():
     pytest.importorskip("mujoco")
     with pytest.raises(NotDisturbableError, match="disturbance sweep: task 'arm-reach'"):
         disturbance_sweep(lambda: registry.make("arm-reach", num_envs=1), lambda obs: None)
+
+
+def test_eval_cli_sweep_compares_a_hinf_run_with_the_expert(tmp_path, capsys):
+    import json
+
+    from robolearn.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--task", "quadrotor-hover", "--learner", "hinf", "--run-dir", str(run), "--quiet",
+                 "--iterations", "2", "--env.num-envs", "8", "--env.episode-length-s", "1.0", "--no-tensorboard",
+                 "--algo.actor.num-steps", "4", "--algo.actor.actor-hidden", "16", "--algo.actor.critic-hidden", "16",
+                 "--algo.disturber-ppo.actor-hidden", "16", "--algo.disturber-ppo.critic-hidden", "16"]) == 0
+    out = tmp_path / "sweep"
+    assert main(["eval", str(run), "--disturbance-sweep", "--episodes", "8", "--magnitudes", "1",
+                 "--push-start", "0.3", "--compare", "expert:quadrotor-hover", "--out", str(out)]) == 0
+    report = json.loads((out / "robustness.json").read_text())
+    assert set(report["tables"]) == {"run", "scripted expert"}
+    assert all(len(rows) == 2 for rows in report["tables"].values())  # push and pull
+    assert (out / "robustness.png").stat().st_size > 10_000
+    assert "| scripted expert | constant pull | 0.300 |" in (out / "robustness.md").read_text()
