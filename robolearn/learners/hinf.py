@@ -24,10 +24,12 @@ control: while the actor cannot keep its cost below η per unit of disturbance, 
 disturber maximizes the cost again, and the curriculum raises the intensity. The actor itself maximizes the task
 reward: with C = r* − r, a −λ C term in its objective would only rescale its advantages.
 
-`disturber: random` is the domain-randomization baseline (each env holds a uniform random disturbance of the same
-bound and intensity curriculum, redrawn on average every `random_hold_s`), `none` trains the same actor with no
-disturbance. `expert_iterations` > 0 warm-starts the actor by DAgger on the task's scripted expert (as SHAC does),
-followed by `critic_warmup` iterations that fit only the actor's value function.
+`disturber: random` is the domain-randomization baseline: each env holds a uniform random disturbance in the same
+bound, ±ι·d_max, redrawn on average every `random_hold_s`, with ι ramped linearly by Δι per iteration up to 1 (the
+constraint-gated curriculum would never ramp here: without a disturber that adapts, the task's own cost, e.g. from
+random starts, keeps the constraint violated at low intensity). `none` trains the same actor with no disturbance.
+`expert_iterations` > 0 warm-starts the actor by DAgger on the task's scripted expert (as SHAC does), followed by
+`critic_warmup` iterations that fit only the actor's value function.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class HinfCfg:
     intensity_start: float = 0.1
     """Initial disturbance intensity ι (fraction of the task's `disturbance_limit`)."""
     intensity_step: float = 0.02
-    """Curriculum step Δι per iteration."""
+    """Curriculum step Δι per iteration (learned: ± by the constraint; random: + until 1)."""
     intensity_min: float = 0.05
     """Lowest intensity the curriculum goes down to."""
     random_hold_s: float = 0.5
@@ -223,9 +225,11 @@ class Hinf:
             self.lam = lam
         else:
             constraint = mean_cost - cfg.eta * mean_intensity
-        if cfg.disturber != "none":
+        if cfg.disturber == "learned":  # the game's curriculum follows the H∞ constraint
             step = cfg.intensity_step if constraint <= 0 else -cfg.intensity_step
             self.intensity = min(1.0, max(cfg.intensity_min, self.intensity + step))
+        elif cfg.disturber == "random":  # domain randomization: a plain linear ramp to the full bound
+            self.intensity = min(1.0, self.intensity + cfg.intensity_step)
         logs.update({
             "reward": float(rewards.mean()),
             "hinf/cost": mean_cost,
