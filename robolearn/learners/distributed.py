@@ -47,6 +47,15 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def _comm_device() -> torch.device:
+    """Where small tensors must live to be communicated: the current CUDA device under NCCL, else the CPU."""
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def allreduce_grads(params: Iterable[nn.Parameter]) -> None:
     """Average the gradients of `params` over all ranks (one flat all-reduce)."""
     if world_size() == 1:
@@ -67,13 +76,14 @@ def allreduce_grads(params: Iterable[nn.Parameter]) -> None:
 
 def mean(x: Tensor | float) -> Tensor:
     """The mean over ranks of a tensor (or number) that every rank holds."""
-    t = torch.as_tensor(x, dtype=torch.float64).clone()
+    t = torch.as_tensor(x, dtype=torch.float64).detach().clone()
     if world_size() == 1:
         return t
     import torch.distributed as dist
 
+    t = t.to(_comm_device())
     dist.all_reduce(t)
-    return t / world_size()
+    return (t / world_size()).cpu()
 
 
 def gather_rows(x: Tensor) -> Tensor:
@@ -104,6 +114,6 @@ def broadcast_flag(flag: bool) -> bool:
         return flag
     import torch.distributed as dist
 
-    t = torch.tensor([1 if flag else 0])
+    t = torch.tensor([1 if flag else 0], device=_comm_device())
     dist.broadcast(t, src=0)
     return bool(t.item())

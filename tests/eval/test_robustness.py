@@ -10,7 +10,7 @@ from robolearn.eval.robustness import SweepCfg, disturbance_sweep, format_table,
 
 
 def test_sweep_rows_table_and_plot(tmp_path):
-    cfg = dataclasses.replace(registry.cfg_class("quadrotor-hover")(), num_envs=32, episode_length_s=2.0,
+    cfg = dataclasses.replace(registry.cfg_class("quadrotor-hover")(), num_envs=16, episode_length_s=1.5,
                               disturbance_max_force=1.0)
 
     def make_env():
@@ -50,7 +50,7 @@ def test_eval_cli_sweep_compares_a_hinf_run_with_the_expert(tmp_path, capsys):
                  "--algo.actor.num-steps", "4", "--algo.actor.actor-hidden", "16", "--algo.actor.critic-hidden", "16",
                  "--algo.disturber-ppo.actor-hidden", "16", "--algo.disturber-ppo.critic-hidden", "16"]) == 0
     out = tmp_path / "sweep"
-    assert main(["eval", str(run), "--disturbance-sweep", "--episodes", "8", "--magnitudes", "1",
+    assert main(["eval", str(run), "--disturbance-sweep", "--episodes", "4", "--magnitudes", "1",
                  "--push-start", "0.3", "--compare", "expert:quadrotor-hover", "--out", str(out)]) == 0
     report = json.loads((out / "robustness.json").read_text())
     assert set(report["tables"]) == {"run", "scripted expert"}
