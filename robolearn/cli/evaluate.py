@@ -5,6 +5,10 @@ evaluates the exported policy through the deployment runtime (ONNX Runtime), exa
 or an ACT / Diffusion Policy with its action queue per env copy.
 An imitation run (`robolearn train act|diffusion`) is evaluated on its task with the run's `--set` overrides,
 through the policy's action queue (temporal ensembling / receding horizon).
+
+`--disturbance-sweep` measures robustness instead (tasks with the disturbance interface): survival rate and tracking
+error under pushes and constant pulls of increasing force (`robolearn.eval.robustness`), for the run and any
+`--compare` runs on the same starts; writes robustness.json, robustness.md and robustness.png.
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-video", action="store_true", help="skip the MP4")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--backend", default="onnx", choices=["onnx", "torch"], help="artifact runtime backend")
+    p.add_argument("--disturbance-sweep", action="store_true",
+                   help="robustness table and plot under pushes and pulls of increasing force (RL runs, expert:TASK)")
+    p.add_argument("--compare", nargs="*", default=[], metavar="RUN",
+                   help="--disturbance-sweep: more runs (or expert:TASK) evaluated on the same starts")
+    p.add_argument("--magnitudes", nargs="+", type=float, default=[0.0, 0.25, 0.5, 0.75, 1.0],
+                   help="--disturbance-sweep: forces as fractions of the task's horizontal force limit")
+    p.add_argument("--push-start", type=float, default=1.0, help="--disturbance-sweep: push time [s]")
+    p.add_argument("--push-duration", type=float, default=0.2, help="--disturbance-sweep: push duration [s]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from robolearn.learners.imitation import find_imitation_checkpoint
     from robolearn.learners.runner import load_policy, load_run_cfg
 
+    if args.disturbance_sweep:
+        return run_sweep(args)
+    if args.compare:
+        raise RobolearnError("--compare is for --disturbance-sweep")
     path = Path(args.path)
     expert_task = args.path.split(":", 1)[1] if args.path.startswith("expert:") else None
     imitation = find_imitation_checkpoint(path) if path.is_dir() and expert_task is None else None
@@ -122,6 +138,62 @@ def run(args: argparse.Namespace) -> int:
     for k in ("success", "pos_error_rms", "final_pos_error", "crash", "coverage", "max_coverage"):
         if k in metrics:
             print(f"{k:16s} {metrics[k]:.4f}")
+    for name, f in files.items():
+        print(f"{name:16s} {f}")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """`--disturbance-sweep`: the robustness table of the run (and `--compare` runs), JSON + Markdown + PNG."""
+    from robolearn.envs import registry
+    from robolearn.eval.robustness import SweepCfg, disturbance_sweep, format_table, plot_robustness
+    from robolearn.learners.runner import load_policy
+
+    sweep = SweepCfg(magnitudes=tuple(args.magnitudes), push_start_s=args.push_start,
+                     push_duration_s=args.push_duration)
+    tables: dict[str, list[dict]] = {}
+    task = None
+    for source in [args.path, *args.compare]:
+        if source.startswith("expert:"):
+            src_task, env_cfg = source.split(":", 1)[1], None
+            env_cfg = registry.cfg_class(src_task)()
+            label = "scripted expert"
+            expert = True
+        else:
+            cfg, actor, ckpt = load_policy(source)
+            src_task, env_cfg, label, expert = cfg.task, cfg.env, Path(source).name, False
+        if task is not None and src_task != task:
+            raise RobolearnError(f"--compare {source}: task '{src_task}' differs from '{task}'")
+        task = src_task
+        env_cfg = dataclasses.replace(env_cfg, num_envs=args.episodes, device="cpu")
+
+        def make_env(task=src_task, env_cfg=env_cfg):
+            return registry.make(task, env_cfg, seed=args.seed)
+
+        if expert:
+            probe = make_env()
+            if not hasattr(probe, "expert_action"):
+                raise RobolearnError(f"task '{src_task}' has no scripted expert")
+
+            def policy(obs: dict, probe=probe) -> torch.Tensor:
+                return probe.expert_action(obs)
+        else:
+            def policy(obs: dict, actor=actor) -> torch.Tensor:
+                return actor(obs["policy"])
+
+        tables[label] = disturbance_sweep(make_env, policy, sweep)
+    out = Path(args.out or (Path(args.path) / "eval" if not args.path.startswith("expert:") else
+                            f"runs/expert-{task}-eval"))
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"task": task, "episodes": args.episodes, "seed": args.seed, "sweep": dataclasses.asdict(sweep),
+              "tables": tables}
+    (out / "robustness.json").write_text(json.dumps(report, indent=2))
+    table = format_table(tables)
+    (out / "robustness.md").write_text(table + "\n")
+    print(table)
+    files = {"report": out / "robustness.json", "table": out / "robustness.md"}
+    if not args.no_plot:
+        files["plot"] = plot_robustness(tables, out / "robustness.png", title=f"{task}: robustness")
     for name, f in files.items():
         print(f"{name:16s} {f}")
     return 0

@@ -3,6 +3,7 @@
 robolearn train --config configs/quadrotor-hover-ppo.yaml --seed 1 --algo.lr 3e-4
 robolearn train --task quadrotor-hover --learner td3 --env.num-envs 256
 robolearn train --resume runs/quadrotor-hover-ppo-20261123-120000      # continue a killed run
+torchrun --nproc-per-node 2 -m robolearn.cli.main train --config configs/quadrotor-hover-hinf.yaml   # DDP
 
 robolearn train act --dataset demos.zarr --task quadrotor-hover --steps 3000 --policy.chunk-size 10
 robolearn train diffusion --dataset demos.zarr --task quadrotor-hover --set init_max_angle_deg=10 \
@@ -103,5 +104,6 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"{run_dir}: run directory exists and is not empty (use --resume to continue it)")
         trainer = Trainer(cfg, run_dir=run_dir, quiet=args.quiet)
     summary = trainer.train()
-    print(json.dumps(summary, indent=2))
+    if summary:  # under torchrun only rank 0 reports
+        print(json.dumps(summary, indent=2))
     return 0

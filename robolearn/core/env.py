@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -67,6 +67,43 @@ class EnvCfg:
 
 class NonFiniteActionError(RobolearnError, ValueError):
     """An action contained NaN or inf."""
+
+
+@runtime_checkable
+class Disturbable(Protocol):
+    """A task that accepts an external disturbance (H∞ disturber, random pushes, robustness sweeps).
+
+    `disturbance_limit` (disturbance_dim,) is the largest absolute value of each component (e.g. force N xyz, then
+    torque N·m xyz). `set_disturbance(wrench)` takes (num_envs, disturbance_dim) in the world frame, clips it to the
+    limit and holds it until changed; an env's disturbance is zeroed when that env resets. The applied disturbance is
+    part of the `critic` observation (term `disturbance`).
+    """
+
+    disturbance_dim: int
+    disturbance_limit: Tensor
+
+    def set_disturbance(self, wrench: Tensor) -> None:
+        """Apply `wrench` (num_envs, disturbance_dim), world frame, clipped to `disturbance_limit`."""
+        ...
+
+
+class NotDisturbableError(RobolearnError, TypeError):
+    """A task does not implement the disturbance interface (`Disturbable`)."""
+
+
+def check_disturbable(env: Any, who: str) -> Disturbable:
+    """`env` if it implements `Disturbable` with a valid limit, else a one-line error naming `who` and the task."""
+    name = getattr(getattr(env, "spec", None), "name", type(env).__name__)
+    missing = [a for a in ("disturbance_dim", "disturbance_limit", "set_disturbance") if not hasattr(env, a)]
+    if missing:
+        raise NotDisturbableError(f"{who}: task '{name}' does not implement the disturbance interface "
+                                  f"(missing {', '.join(missing)}; see robolearn.core.env.Disturbable)")
+    limit = env.disturbance_limit
+    if not isinstance(limit, Tensor) or tuple(limit.shape) != (env.disturbance_dim,) or not bool(
+            (torch.isfinite(limit) & (limit > 0)).all()):
+        raise NotDisturbableError(f"{who}: task '{name}': disturbance_limit must be a finite positive tensor of "
+                                  f"shape ({env.disturbance_dim},), got {limit!r}")
+    return env
 
 
 CfgT = TypeVar("CfgT", bound=EnvCfg)

@@ -10,6 +10,7 @@ LEARNERS: dict[str, tuple[str, str]] = {
     "ppo": ("robolearn.learners.ppo:PPO", "robolearn.learners.ppo:PPOCfg"),
     "td3": ("robolearn.learners.td3:TD3", "robolearn.learners.td3:TD3Cfg"),
     "shac": ("robolearn.learners.shac:SHAC", "robolearn.learners.shac:SHACCfg"),
+    "hinf": ("robolearn.learners.hinf:Hinf", "robolearn.learners.hinf:HinfCfg"),
 }
 
 

@@ -8,6 +8,7 @@ from torch import Tensor
 from robolearn.core.env import BatchedEnv
 from robolearn.core.errors import RobolearnError
 from robolearn.core.types import Obs
+from robolearn.learners import distributed
 from robolearn.networks import MLPPolicy
 
 
@@ -92,7 +93,7 @@ class ExpertCloner:
             if "log" in res.info:
                 logs.append(res.info["log"])
         self._add(torch.cat(new_obs), torch.cat(new_act))
-        self.actor.normalizer.update(torch.cat(new_obs))
+        self.actor.normalizer.update(distributed.gather_rows(torch.cat(new_obs)))
         loss = self._fit()
         self.done += 1
         out = {"bc/loss": loss, "bc/beta": beta}
@@ -126,6 +127,7 @@ class ExpertCloner:
                 loss = (self.actor(self.obs_buf[idx]) - self.act_buf[idx]).square().mean()
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.allreduce_grads(self.actor.parameters())  # torchrun: identical actors on every rank
                 self.opt.step()
                 total, count = total + loss.item(), count + 1
         return total / max(1, count)

@@ -318,22 +318,10 @@ class ImitationTrainer:
 
 
 def _distributed_setup(device: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device) from torchrun's environment; initializes the process group when world > 1."""
-    import os
+    """(rank, world size, device) from torchrun's environment (see `robolearn.learners.distributed.setup`)."""
+    from robolearn.learners.distributed import setup
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, torch.device(device)
-    import torch.distributed as dist
-
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return rank, world, dev
+    return setup(device)
 
 
 def _dataset_stats(store: EpisodeStore, keys: list[str]) -> dict[str, dict[str, np.ndarray]]:

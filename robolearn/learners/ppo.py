@@ -2,6 +2,11 @@
 
 Read top to bottom: config, networks, rollout storage, then `act -> process_step -> compute_returns ->
 update`, and `train_iteration` that strings them together (after rsl_rl's PPO and CleanRL).
+
+The same class is the building block of other on-policy learners: `obs_dims`/`action_dim` override the env's
+(the H∞ disturber is a PPO agent on `critic` observations whose actions are disturbances), and `reset=False` leaves
+the env alone. Under `torchrun` gradients, the KL of the adaptive learning rate and the normalizer statistics are
+averaged over ranks (`robolearn.learners.distributed`), so every rank keeps identical parameters.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from torch import Tensor, nn
 
 from robolearn.core.env import BatchedEnv
 from robolearn.core.types import Obs
+from robolearn.learners import distributed
 from robolearn.learners.common import merge_episode_logs
 from robolearn.networks import MLP, EmpiricalNormalizer, MLPPolicy
 
@@ -58,11 +64,15 @@ class PPOCfg:
 class PPO:
     """Asymmetric PPO: Gaussian actor over `policy` observations, value function over `critic` observations."""
 
-    def __init__(self, env: BatchedEnv, cfg: PPOCfg) -> None:
+    supports_ddp = True
+    """Gradients, KL and normalizer statistics are averaged over torchrun ranks."""
+
+    def __init__(self, env: BatchedEnv, cfg: PPOCfg, *, obs_dims: dict[str, int] | None = None,
+                 action_dim: int | None = None, reset: bool = True) -> None:  # fmt: skip
         self.env, self.cfg = env, cfg
         dev = env.device
-        dims = env.spec.obs_dims
-        a_dim = env.spec.action.dim
+        dims = obs_dims if obs_dims is not None else env.spec.obs_dims
+        a_dim = action_dim if action_dim is not None else env.spec.action.dim
         self.actor = MLPPolicy(dims["policy"], a_dim, cfg.actor_hidden, cfg.activation, output="clamp").to(dev)
         self.log_std = nn.Parameter(torch.full((a_dim,), float(torch.tensor(cfg.init_std).log()), device=dev))
         self.critic_norm = EmpiricalNormalizer(dims["critic"]).to(dev)
@@ -85,7 +95,9 @@ class PPO:
             "mu": torch.zeros(t, n, a_dim, device=dev),
             "sigma": torch.zeros(t, n, a_dim, device=dev),
         }
-        self.obs = env.reset()
+        distributed.broadcast_module(self.actor)  # identical start on every rank
+        distributed.broadcast_module(self.critic)
+        self.obs = env.reset() if reset else {}
         self.env_steps = 0
 
     @property
@@ -140,8 +152,16 @@ class PPO:
             next_value = s["value"][t]
         return adv, adv + s["value"]
 
-    def update(self, advantages: Tensor, returns: Tensor) -> dict[str, float]:
-        """Clipped-surrogate epochs over minibatches; adapts the learning rate from the KL divergence."""
+    @property
+    def parameters(self) -> list[nn.Parameter]:
+        """Everything the optimizer updates."""
+        return [*self.actor.parameters(), self.log_std, *self.critic.parameters()]
+
+    def update(self, advantages: Tensor, returns: Tensor, train_policy: bool = True) -> dict[str, float]:
+        """Clipped-surrogate epochs over minibatches; adapts the learning rate from the KL divergence.
+
+        `train_policy=False` fits only the value function (a critic warm-up after an imitation warm start).
+        """
         cfg, s = self.cfg, self.storage
         flat = {k: v.flatten(0, 1) for k, v in s.items()}
         adv = advantages.flatten()
@@ -162,8 +182,8 @@ class PPO:
                     # KL(old ‖ new) of diagonal Gaussians, for the adaptive learning rate
                     mu0, s0, mu1, s1 = flat["mu"][idx], flat["sigma"][idx], dist.loc, dist.scale
                     kl = (torch.log(s1 / s0) + (s0.square() + (mu0 - mu1).square()) / (2 * s1.square()) - 0.5)
-                    kl = kl.sum(-1).mean()
-                if cfg.desired_kl is not None:
+                    kl = float(distributed.mean(kl.sum(-1).mean()))  # the same learning rate on every rank
+                if cfg.desired_kl is not None and train_policy:
                     if kl > 2.0 * cfg.desired_kl:
                         self.lr = max(1e-5, self.lr / 1.5)
                     elif kl < cfg.desired_kl / 2.0:
@@ -175,12 +195,13 @@ class PPO:
                 a = adv[idx]
                 policy_loss = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
                 value_loss = (self.value(flat["critic"][idx]) - ret[idx]).square().mean()
-                loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
+                loss = cfg.value_coef * value_loss
+                if train_policy:
+                    loss = loss + policy_loss - cfg.entropy_coef * entropy
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(
-                    [*self.actor.parameters(), self.log_std, *self.critic.parameters()], cfg.max_grad_norm
-                )
+                distributed.allreduce_grads(self.parameters)
+                nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
                 self.optimizer.step()
                 logs["loss/policy"] += policy_loss.item()
                 logs["loss/value"] += value_loss.item()
@@ -206,14 +227,20 @@ class PPO:
                 episode_logs.append(res.info["log"])
         adv, ret = self.compute_returns(self.obs["critic"])
         logs = self.update(adv, ret)
-        # normalizers learn from this rollout only after the update, so that the update sees the same
-        # normalization as the rollout's stored log-probabilities and values
-        self.actor.normalizer.update(self.storage["policy"].flatten(0, 1))
-        self.critic_norm.update(self.storage["critic"].flatten(0, 1))
+        self.update_normalizers()
         self.env_steps += self.env_steps_per_iteration
         logs["reward"] = reward_sum / self.cfg.num_steps
         logs.update(merge_episode_logs(episode_logs))
         return logs
+
+    def update_normalizers(self) -> None:
+        """Let the normalizers learn from the stored rollout (every rank's under torchrun).
+
+        Called after the update, so that the update sees the same normalization as the rollout's stored
+        log-probabilities and values.
+        """
+        self.actor.normalizer.update(distributed.gather_rows(self.storage["policy"].flatten(0, 1)))
+        self.critic_norm.update(distributed.gather_rows(self.storage["critic"].flatten(0, 1)))
 
     def policy(self) -> MLPPolicy:
         """The deterministic deployable actor (Gaussian mean, clamped)."""

@@ -2,6 +2,12 @@
 
 A run directory holds `config.yaml` (the resolved config), `checkpoints/iter_NNNNNN.safetensors`
 (learner + env + RNG state, no pickle), `tb/` (TensorBoard) and `summary.json`.
+
+Several processes (`torchrun --nproc-per-node N -m robolearn.cli.main train --config ...`): `env.num_envs` is the
+total, split evenly over the ranks; rank r steps its own envs seeded `seed + 1000 r`, the learners average gradients
+over ranks (see `robolearn.learners.distributed`), and rank 0 evaluates, logs and writes `checkpoints/`. Every other
+rank writes its own env and RNG state to `checkpoints/rank<r>/` (parameters are the same on every rank), so that
+`--resume` under the same torchrun command continues each rank where it stopped.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from robolearn.core.errors import ConfigError
 from robolearn.core.logging import RunLogger, new_run_dir
 from robolearn.core.seeding import rng_state, seed_everything, set_rng_state
 from robolearn.envs import registry
-from robolearn.learners import learner_classes
+from robolearn.learners import distributed, learner_classes
 from robolearn.networks import MLPPolicy
 
 
@@ -31,7 +37,7 @@ class RunCfg:
     task: str
     """Registered task name (see `robolearn tasks`)."""
     learner: str
-    """Learner name: ppo or td3."""
+    """Learner name: ppo, td3, shac or hinf."""
     seed: int = 0
     """Seed of every random stream (env, networks, sampling)."""
     iterations: int = 200
@@ -92,19 +98,36 @@ class Trainer:
 
     def __init__(self, cfg: RunCfg, run_dir: Path | None = None, quiet: bool = False, resuming: bool = False) -> None:
         self.cfg = cfg
-        seed_everything(cfg.seed)
-        self.env: BatchedEnv = registry.make(cfg.task, cfg.env, seed=cfg.seed)
+        self.rank, self.world, device = distributed.setup(cfg.env.device)
+        env_cfg: EnvCfg = cfg.env
+        if self.world > 1:  # this rank's share of the environments, on its own device
+            if cfg.env.num_envs % self.world:
+                raise ConfigError(f"env.num_envs = {cfg.env.num_envs} does not split evenly over {self.world} ranks")
+            env_cfg = dataclasses.replace(cfg.env, num_envs=cfg.env.num_envs // self.world, device=str(device))
+        seed_everything(cfg.seed)  # identical networks on every rank (PPO also broadcasts rank 0's)
+        self.env: BatchedEnv = registry.make(cfg.task, env_cfg, seed=cfg.seed + 1000 * self.rank)
         learner_cls, _ = learner_classes(cfg.learner)
+        if self.world > 1 and not getattr(learner_cls, "supports_ddp", False):
+            raise ConfigError(f"learner '{cfg.learner}' does not average gradients over ranks; run it without "
+                              "torchrun (ppo and hinf train data-parallel)")
         self.learner = learner_cls(self.env, cfg.algo)
+        if self.world > 1:
+            seed_everything(cfg.seed + 1000 * self.rank)  # each rank its own action noise and minibatches
         self.iteration = 0
         self.elapsed_s = 0.0
         self.history: list[dict[str, float]] = []
         self.quiet = quiet
-        if run_dir is None:
+        if run_dir is None and self.rank == 0:
             run_dir = new_run_dir(Path(cfg.runs_root), cfg.name or f"{cfg.task}-{cfg.learner}")
+        if self.world > 1:  # every rank learns rank 0's run directory
+            import torch.distributed as dist
+
+            shared = [str(run_dir) if run_dir is not None else None]
+            dist.broadcast_object_list(shared, src=0)
+            run_dir = Path(shared[0])
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not resuming:
+        if not resuming and self.rank == 0:
             save_yaml(cfg, self.run_dir / "config.yaml")
 
     @classmethod
@@ -113,15 +136,21 @@ class Trainer:
         run_dir = Path(run_dir)
         cfg = load_run_cfg_file(run_dir / "config.yaml")
         trainer = cls(cfg, run_dir=run_dir, quiet=quiet, resuming=True)
-        ckpt = latest_checkpoint(run_dir / "checkpoints")
+        ckpt = latest_checkpoint(trainer.checkpoint_dir)
         if ckpt is not None:
             trainer.load(ckpt)
         return trainer
 
     # ---- checkpoints ---------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        """checkpoints/ (rank 0) or checkpoints/rank<r>/ (the other ranks' env and RNG state under torchrun)."""
+        base = self.run_dir / "checkpoints"
+        return base if self.rank == 0 else base / f"rank{self.rank}"
+
     def save(self) -> Path:
         """Write learner, env and RNG state for the current iteration."""
-        path = self.run_dir / "checkpoints" / f"iter_{self.iteration:06d}.safetensors"
+        path = self.checkpoint_dir / f"iter_{self.iteration:06d}.safetensors"
         state = {
             "learner": self.learner.state_dict(),
             "env": self.env.state_dict(),
@@ -170,9 +199,11 @@ class Trainer:
         start = time.time() - self.elapsed_s
         last_eval: dict[str, float] = {}
         stop_reason = "iterations"
-        per_iter = self.learner.env_steps_per_iteration
-        with RunLogger(self.run_dir, total=cfg.iterations, unit="it", desc=f"{cfg.task} {cfg.learner}",
-                       tensorboard=cfg.tensorboard, console=not self.quiet) as log:
+        per_iter = self.learner.env_steps_per_iteration * self.world
+        lead = self.rank == 0
+        log_dir = self.run_dir if lead else self.run_dir / f".rank{self.rank}"
+        with RunLogger(log_dir, total=cfg.iterations, unit="it", desc=f"{cfg.task} {cfg.learner}",
+                       tensorboard=cfg.tensorboard and lead, console=not self.quiet and lead) as log:
             log.update(self.iteration)
             while self.iteration < cfg.iterations:
                 logs = self.learner.train_iteration()
@@ -181,7 +212,7 @@ class Trainer:
                 env_steps = self.iteration * per_iter
                 logs["time/elapsed_s"] = self.elapsed_s
                 logs["time/env_steps_per_s"] = env_steps / max(self.elapsed_s, 1e-9)
-                if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                if lead and cfg.eval_every and self.iteration % cfg.eval_every == 0:
                     last_eval = {f"eval/{k}": v for k, v in self.evaluate().items()}
                     logs.update(last_eval)
                     self.elapsed_s = time.time() - start
@@ -193,14 +224,18 @@ class Trainer:
                     self.save()
                 if cfg.stop_success is not None and last_eval.get("eval/success", 0.0) >= cfg.stop_success:
                     stop_reason = "success"
-                    break
-                if cfg.max_env_steps is not None and env_steps >= cfg.max_env_steps:
+                elif cfg.max_env_steps is not None and env_steps >= cfg.max_env_steps:
                     stop_reason = "max_env_steps"
-                    break
-                if cfg.time_budget_s is not None and self.elapsed_s >= cfg.time_budget_s:
+                elif cfg.time_budget_s is not None and self.elapsed_s >= cfg.time_budget_s:
                     stop_reason = "time_budget"
+                if distributed.broadcast_flag(stop_reason != "iterations"):  # rank 0 decides for all
                     break
         ckpt = self.save()
+        if not lead:
+            import shutil
+
+            shutil.rmtree(log_dir, ignore_errors=True)
+            return {}  # rank 0 reports
         summary = {
             "run_dir": str(self.run_dir),
             "checkpoint": str(ckpt),

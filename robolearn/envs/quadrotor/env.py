@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from robolearn.core.env import BatchedEnv, EnvCfg
+from robolearn.core.errors import RobolearnError
 from robolearn.core.math import quat_normalize, quat_to_rotmat, random_quat
 from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec
 from robolearn.sim.quadrotor import QuadrotorParams, QuadrotorSim, load_crazyflie21
@@ -63,6 +64,12 @@ class QuadrotorCfg(EnvCfg):
     """Relative ranges of per-episode parameter randomization: nominal × U(1 - r, 1 + r)."""
     disturbance_force: float = 0.003
     """Constant external force per episode, uniform in a ball of this radius [N] (weight is ~0.27 N)."""
+    disturbance_max_force: float = 0.3
+    """Disturbance interface (`set_disturbance`): largest force per world axis [N] (H∞ disturber, pushes); about
+    the drone's weight."""
+    disturbance_max_torque: float = 0.0
+    """Largest disturbance torque per world axis [N·m]; 0 makes the disturbance a force only (3 components,
+    else 6: force xyz, torque xyz). The Crazyflie's own roll authority is ~5e-3 N·m."""
     obs_noise: dict[str, float] = field(
         default_factory=lambda: {"pos": 0.001, "rot": 0.001, "lin_vel": 0.002, "ang_vel": 0.01}
     )
@@ -143,6 +150,36 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         dirs = torch.tensor(p.rotor_directions, dtype=torch.float32, device=dev)
         self._rotor_y, self._rotor_x, self._rotor_dir = pos[:, 1], pos[:, 0], dirs
         self._rate_gain = torch.tensor(cfg.rate_gain, device=dev)
+        self.disturbance_dim = self.disturbance_dim_of(cfg)
+        limits = [cfg.disturbance_max_force] * 3 + [cfg.disturbance_max_torque] * (self.disturbance_dim - 3)
+        if not all(math.isfinite(x) and x > 0 for x in limits):
+            raise RobolearnError(f"{self.spec.name}: disturbance_max_force/torque must be positive and finite, got "
+                             f"{cfg.disturbance_max_force}/{cfg.disturbance_max_torque}")
+        self.disturbance_limit = torch.tensor(limits, device=dev)
+        self.disturbance = torch.zeros(n, self.disturbance_dim, device=dev)
+        self.episode_force = torch.zeros(n, 3, device=dev)
+
+    # ---- disturbance interface (robolearn.core.env.Disturbable) --------------------------------
+    @staticmethod
+    def disturbance_dim_of(cfg: QuadrotorCfg) -> int:
+        """3 (force) or 6 (force, torque) components."""
+        return 6 if cfg.disturbance_max_torque > 0 else 3
+
+    def set_disturbance(self, wrench: Tensor) -> None:
+        """Apply (N, 3|6) world-frame force [N] (and torque [N·m]), clipped to `disturbance_limit`, until changed."""
+        expected = (self.num_envs, self.disturbance_dim)
+        if tuple(wrench.shape) != expected:
+            raise RobolearnError(f"{self.spec.name}: disturbance shape {tuple(wrench.shape)}, expected {expected}")
+        wrench = wrench.detach().to(self.device, torch.float32)
+        self.disturbance = torch.maximum(torch.minimum(wrench, self.disturbance_limit), -self.disturbance_limit)
+
+    def _apply_disturbance(self) -> None:
+        """External wrench on the simulator: the episode's constant force plus the set disturbance."""
+        s = self.sim
+        s.force_ext = self.episode_force + self.disturbance[:, :3]
+        if self.disturbance_dim == 6:  # the simulator takes torque in the body frame: τ_b = Rᵀ τ_w
+            rot = quat_to_rotmat(s.quat.detach())
+            s.torque_ext = (rot.transpose(1, 2) @ self.disturbance[:, 3:].unsqueeze(-1)).squeeze(-1)
 
     # ---- specification -----------------------------------------------------------------------
     @classmethod
@@ -185,7 +222,9 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         policy = cls.policy_terms(cfg)
         critic = policy + (
             ObsTerm("motor_rpm", 4, "", "true motor speeds / max rpm"),
-            ObsTerm("disturbance_force", 3, "N*10", "external force ×10"),
+            ObsTerm("disturbance", cls.disturbance_dim_of(cfg), "N*10" if cls.disturbance_dim_of(cfg) == 3
+                    else "N*10|N*m*1000", "external force ×10 (episode force + set_disturbance), world frame"
+                    + ("" if cls.disturbance_dim_of(cfg) == 3 else "; set torque ×1000, world frame")),
             ObsTerm("params", 7, "", "randomized mass, inertia(3), thrust scale, torque coef, motor tau / nominal"),
         )
         return TaskSpec(
@@ -209,6 +248,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
     def _physics_step(self) -> None:
         if self.cfg.action_mode == "ctbr":
             self.rpm_cmd = self._rate_controller()
+        self._apply_disturbance()
         self.sim.step(self.rpm_cmd)
         self.time += self.cfg.sim_dt
 
@@ -246,11 +286,18 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         critic = torch.cat(
             (
                 pos_err, rot, vel_err, s.ang_vel, self.action_hist.flatten(1),
-                s.rpm / self.params.rpm_max, s.force_ext * 10, s.bp.as_tensor(),
+                s.rpm / self.params.rpm_max, self._disturbance_obs(), s.bp.as_tensor(),
             ),
             -1,
         )  # fmt: skip
         return {"policy": policy, "critic": critic}
+
+    def _disturbance_obs(self) -> Tensor:
+        """Critic term `disturbance`: total external force ×10 [N] (and set torque ×1000 [N·m])."""
+        force = (self.episode_force + self.disturbance[:, :3]) * 10
+        if self.disturbance_dim == 3:
+            return force
+        return torch.cat((force, self.disturbance[:, 3:] * 1000), -1)
 
     def _reward_terms(self) -> dict[str, Tensor]:
         s = self.sim
@@ -310,7 +357,10 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         direction = self.randn(n, 3)
         direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-9)
         radius = cfg.disturbance_force * self.rand(n, 1).pow(1 / 3)
-        s.force_ext[env_ids] = direction * radius
+        self.episode_force[env_ids] = direction * radius
+        self.disturbance[env_ids] = 0.0
+        s.force_ext[env_ids] = self.episode_force[env_ids]
+        s.torque_ext[env_ids] = 0.0
         self.action_hist[env_ids] = self.hover_action
         self.rpm_cmd[env_ids] = p.hover_rpm
 
