@@ -515,20 +515,25 @@ def export_policy(
             paths = generate_c(policy, tmp / C_DIR, c_prefix, obs_terms=obs_terms, action=spec.action)
             manifest["files"]["c"] = {"path": C_DIR, "prefix": c_prefix,
                                       "files": {p.name: sha256_file(p) for p in paths}}
-        text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
-        validate_manifest(json.loads(text), "manifest being written")  # the writer obeys its own reader
-        _write_text(tmp / MANIFEST, text)
-        # safetensors writes 0600; give every file the mode open() gave the manifest (0666 & ~umask)
-        mode = (tmp / MANIFEST).stat().st_mode & 0o777
-        for p in tmp.rglob("*"):
-            if p.is_file():
-                os.chmod(p, mode)
-                _fsync(p)
-        _commit(tmp, out_dir, overwrite=overwrite)
+        finish_artifact(tmp, out_dir, manifest, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def finish_artifact(tmp: Path, out_dir: Path, manifest: dict[str, Any], *, overwrite: bool) -> None:
+    """Validate and write the manifest into the finished `tmp` directory, flush every file, move it to `out_dir`."""
+    text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
+    validate_manifest(json.loads(text), "manifest being written")  # the writer obeys its own reader
+    _write_text(tmp / MANIFEST, text)
+    # safetensors writes 0600; give every file the mode open() gave the manifest (0666 & ~umask)
+    mode = (tmp / MANIFEST).stat().st_mode & 0o777
+    for p in tmp.rglob("*"):
+        if p.is_file():
+            os.chmod(p, mode)
+            _fsync(p)
+    _commit(tmp, out_dir, overwrite=overwrite)
 
 
 def _non_empty(d: Path) -> bool:

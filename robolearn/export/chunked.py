@@ -39,16 +39,14 @@ from robolearn.export.artifact import (
     SCHEMA_VERSION,
     WEIGHTS,
     ExportError,
-    _commit,
-    _fsync,
     _jsonable,
     _non_empty,
     _provenance,
     _write_text,
+    finish_artifact,
     one_line,
     sha256_file,
     term_offsets,
-    validate_manifest,
 )
 from robolearn.export.runtime import ActionQueue, Backend, InvalidInputError, PolicyRuntime
 
@@ -212,15 +210,7 @@ def export_chunk_policy(policy: Any, out_dir: str | Path, spec: TaskSpec, *, num
             if not err <= CHECK_ATOL:
                 raise ExportError(f"{out}: ONNX and torch chunks differ by {err:.3g} (> {CHECK_ATOL})")
         manifest["check"] = {"seed": 0, "chunk": chunk.tolist(), "atol": CHECK_ATOL}
-        text = json.dumps(manifest, indent=1, allow_nan=False) + "\n"
-        validate_manifest(json.loads(text), "manifest being written")
-        _write_text(tmp / MANIFEST, text)
-        mode = (tmp / MANIFEST).stat().st_mode & 0o777
-        for p in tmp.rglob("*"):
-            if p.is_file():
-                os.chmod(p, mode)
-                _fsync(p)
-        _commit(tmp, out, overwrite=overwrite)
+        finish_artifact(tmp, out, manifest, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
