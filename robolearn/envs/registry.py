@@ -58,6 +58,18 @@ TASKS: dict[str, TaskEntry] = {
         "Franka-class arm (MuJoCo): insert a square peg into a hole with 2 mm clearance",
         extra="sim",
     ),
+    "quadruped-walk": TaskEntry(
+        "robolearn.envs.quadruped.env:WalkEnv",
+        "robolearn.envs.quadruped.env:WalkCfg",
+        "Go1-class quadruped (MuJoCo): track a velocity command (vx, vy, yaw rate) on terrains",
+        extra="sim",
+    ),
+    "quadruped-hind-legs": TaskEntry(
+        "robolearn.envs.quadruped.env:HindLegsEnv",
+        "robolearn.envs.quadruped.env:HindLegsCfg",
+        "Go1-class quadruped (MuJoCo): stand up on the two hind legs and walk on them",
+        extra="sim",
+    ),
 }
 
 
