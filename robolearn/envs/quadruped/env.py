@@ -226,6 +226,7 @@ class QuadrupedEnv(BatchedEnv[QuadrupedCfg]):
         self.last_contacts = torch.zeros(n, 4, dtype=torch.bool, device=dev)
         self.prev_joint_vel = torch.zeros(n, NJ, device=dev)
         self.nonfinite = torch.zeros(n, dtype=torch.bool, device=dev)
+        self.started = torch.zeros(n, dtype=torch.bool, device=dev)  # reset at least once (curriculum applies)
         self.nonfinite_resets = 0
         """Envs reset because their state became non-finite, since construction."""
         # terrain: each env's tile (level row, type column) and its start point
@@ -464,10 +465,13 @@ class QuadrupedEnv(BatchedEnv[QuadrupedCfg]):
     def _after_physics(self) -> None:
         """Per-step bookkeeping: non-finite states, foot air time, commands, distance asked for."""
         cfg = self.cfg
-        # MuJoCo on the CPU resets an unstable simulation itself (its time returns to 0); mjwarp leaves NaNs
-        expected = (self.episode_length + 1).float() * self.step_dt
-        state_ok = torch.isfinite(self.sim.qpos).all(-1) & torch.isfinite(self.sim.qvel).all(-1)
-        self.nonfinite = ~state_ok | (self.sim.time < expected - 0.5 * cfg.sim_dt)
+        # mjwarp leaves NaNs in a diverged world; MuJoCo on the CPU resets it to the model's defaults itself
+        # (with a warning), which shows as its time falling behind the episode's (a time check only there:
+        # mjwarp keeps time in float32)
+        self.nonfinite = ~(torch.isfinite(self.sim.qpos).all(-1) & torch.isfinite(self.sim.qvel).all(-1))
+        if self.sim.name == "mujoco_cpu":
+            expected = (self.episode_length + 1).float() * self.step_dt
+            self.nonfinite |= self.sim.time < expected - 0.5 * cfg.sim_dt
         self.commanded_distance += self.commands[:, :2].norm(dim=-1) * self.step_dt
         self.command_timer += 1
         resample = (self.command_timer >= max(1, round(cfg.command_resample_s / self.step_dt))).nonzero()
@@ -579,11 +583,13 @@ class QuadrupedEnv(BatchedEnv[QuadrupedCfg]):
 
     def _update_curriculum(self, env_ids: Tensor) -> None:
         """Move finished envs up or down a terrain level (from how far they walked) and onto their new tile."""
-        if self.cfg.curriculum and self.terrain.rows > 1:
-            walked = (self.base_pos[env_ids, :2] - self.env_origins[env_ids, :2]).norm(dim=-1)
-            walked = torch.nan_to_num(walked, 0.0)
-            self.terrain_level[env_ids] = self.terrain.update_levels(
-                self.terrain_level[env_ids], walked, self.commanded_distance[env_ids])
+        started = env_ids[self.started[env_ids]]  # the first reset places robots; it does not judge them
+        if self.cfg.curriculum and self.terrain.rows > 1 and started.numel():
+            walked = (self.base_pos[started, :2] - self.env_origins[started, :2]).norm(dim=-1)
+            walked = torch.where(self.nonfinite[started], torch.zeros_like(walked), walked)  # diverged: failed
+            self.terrain_level[started] = self.terrain.update_levels(
+                self.terrain_level[started], walked, self.commanded_distance[started])
+        self.started[env_ids] = True
         self.env_origins[env_ids] = self.terrain.origins[self.terrain_level[env_ids], self.terrain_type[env_ids]]
 
     def _randomize(self, env_ids: Tensor) -> None:
