@@ -4,7 +4,7 @@ One task definition runs on `mujoco_cpu` or `mjwarp` (config field `backend`). T
 `sim_assets/quadruped/` (written by this project; figures and sources in its README); the terrain is a height
 field of tiles (`robolearn.envs.quadruped.terrain`).
 
-Action "joint_pos_target" (12, normalized to [-1, 1], legs FR, FL, RR, RL × hip abduction, hip flexion, knee):
+Action "joint_pos_target" (12, normalized to [-1, 1], legs FL, FR, RL, RR × hip abduction, hip flexion, knee):
 joint targets = default pose + `action_scale` × a [rad], clamped to the joint range, tracked by MuJoCo position
 servos (PD: τ = kp (q* − q) − kd q̇, saturated at the motor torque limits) at the physics rate.
 
@@ -40,7 +40,7 @@ from robolearn.sim.backend import Backend, import_mujoco, make_backend
 
 ROBOT = "go1-quadruped"
 ASSETS = Path(__file__).resolve().parents[3] / "sim_assets" / "quadruped"
-LEGS = ("FR", "FL", "RR", "RL")
+LEGS = ("FL", "FR", "RL", "RR")
 JOINTS = tuple(f"{leg}_{j}" for leg in LEGS for j in ("hip", "thigh", "calf"))
 """Policy/actuator order: per leg hip abduction, hip flexion ("thigh"), knee ("calf")."""
 NJ = 12
@@ -269,6 +269,10 @@ class QuadrupedEnv(BatchedEnv[QuadrupedCfg]):
     def _ids(self, m: Any) -> None:
         mujoco = import_mujoco()
         name = mujoco.mj_name2id
+        joints = [m.joint(i).name for i in range(1, m.njnt)]
+        if joints != [f"{j}_joint" for j in JOINTS] or list(m.actuator_trnid[:, 0]) != list(range(1, NJ + 1)):
+            raise RobolearnError(f"{self.task_name}: the MJCF's joints/actuators {joints} are not in the order "
+                                 f"{', '.join(JOINTS)} the task reads them in")
         self.trunk = name(m, mujoco.mjtObj.mjOBJ_BODY, "trunk")
         self.foot_geoms = [name(m, mujoco.mjtObj.mjOBJ_GEOM, f"{leg}_foot") for leg in LEGS]
         self.foot_sites = [name(m, mujoco.mjtObj.mjOBJ_SITE, f"{leg}_foot") for leg in LEGS]
@@ -307,7 +311,7 @@ class QuadrupedEnv(BatchedEnv[QuadrupedCfg]):
         )
         critic = policy + (
             ObsTerm("base_lin_vel", 3, "m/s", "trunk linear velocity, base frame"),
-            ObsTerm("foot_contact", 4, "", "foot in contact (FR, FL, RR, RL)"),
+            ObsTerm("foot_contact", 4, "", "foot in contact (FL, FR, RL, RR)"),
             ObsTerm("friction", 1, "", "foot friction coefficient"),
             ObsTerm("payload", 1, "kg", "mass added to the trunk"),
             ObsTerm("motor_strength", 1, "", "torque-limit and gain scale of every motor"),
