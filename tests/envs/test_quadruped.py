@@ -190,7 +190,8 @@ def test_action_latency_applies_the_action_of_n_steps_ago():
         assert torch.allclose(env.sim.ctrl[i], want, atol=1e-5)
 
 
-def test_nonfinite_state_resets_that_env_and_is_counted():
+def test_nonfinite_state_resets_that_env_and_is_counted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes its instability warning to MUJOCO_LOG.TXT in the working directory
     env = make(n=4, **CALM)
     env.reset()
     for _ in range(3):
