@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "act-train": "robolearn.policies.bench:act_train",
     "diffusion-train": "robolearn.policies.bench:diffusion_train",
     "policy-latency": "robolearn.policies.bench:policy_latency",
+    "quadruped-step": "robolearn.envs.quadruped.bench:quadruped_step",
 }
 
 

@@ -76,6 +76,18 @@ TASKS: dict[str, TaskEntry] = {
         "Planar pusher (MuJoCo): push a T block onto a fixed goal pose (Diffusion Policy's Push-T, coverage metric)",
         extra="sim",
     ),
+    "quadruped-walk": TaskEntry(
+        "robolearn.envs.quadruped.env:WalkEnv",
+        "robolearn.envs.quadruped.env:WalkCfg",
+        "Go1-class quadruped (MuJoCo): track a velocity command (vx, vy, yaw rate) on terrains",
+        extra="sim",
+    ),
+    "quadruped-hind-legs": TaskEntry(
+        "robolearn.envs.quadruped.env:HindLegsEnv",
+        "robolearn.envs.quadruped.env:HindLegsCfg",
+        "Go1-class quadruped (MuJoCo): stand up on the two hind legs and walk on them",
+        extra="sim",
+    ),
 }
 
 

@@ -13,6 +13,10 @@ generator and the backend applies `value = nominal * scale` to the selected elem
     "geom_size"      size of the given geoms, all dimensions alike    (ids: geom ids; bounding volumes follow)
     "dof_damping"    joint damping of the given dofs                  (ids: dof ids)
     "actuator_kp"    position-servo stiffness of the given actuators  (ids: actuator ids)
+    "actuator_kv"    position-servo damping (kv) of the given actuators (ids: actuator ids)
+    "actuator_forcerange"  force/torque limits of the given actuators (ids: actuator ids)
+
+External wrenches (pushes, an adversarial disturber) go through `set_body_wrench`, MuJoCo's `xfrc_applied`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from torch import Tensor
 
 from robolearn.core.errors import ConfigError, RobolearnError, require
 
-RANDOMIZABLE = ("geom_friction", "body_mass", "body_inertia", "dof_damping", "actuator_kp", "geom_size")
+RANDOMIZABLE = ("geom_friction", "body_mass", "body_inertia", "dof_damping", "actuator_kp", "geom_size",
+                "actuator_kv", "actuator_forcerange")
 BACKENDS = ("mujoco_cpu", "mjwarp")
 
 
@@ -55,6 +60,10 @@ class Backend(Protocol):
 
     def forward(self) -> None:
         """Recompute derived quantities (kinematics, sensors) from the current state."""
+        ...
+
+    def set_body_wrench(self, body: int, wrench: Tensor) -> None:
+        """Apply world-frame force (3) then torque (3) (N, 6) on `body` in every world until changed (xfrc_applied)."""
         ...
 
     def get_state(self) -> Tensor:
@@ -130,9 +139,13 @@ def load_model(path: str | Path, task: str) -> Any:
 
 
 def make_backend(
-    name: str, model: Any, num_envs: int, device: str | torch.device, task: str, fallback_to_cpu: bool = False
+    name: str, model: Any, num_envs: int, device: str | torch.device, task: str, fallback_to_cpu: bool = False,
+    **mjwarp_kwargs: Any,
 ) -> Backend:
-    """Build backend `name` ("mujoco_cpu" | "mjwarp") with `num_envs` worlds of `model`."""
+    """Build backend `name` ("mujoco_cpu" | "mjwarp") with `num_envs` worlds of `model`.
+
+    `mjwarp_kwargs` (nconmax, njmax) size MuJoCo Warp's contact and constraint buffers per world.
+    """
     if name == "mujoco_cpu":
         from robolearn.sim.mujoco_cpu import MujocoCpuBackend
 
@@ -140,7 +153,8 @@ def make_backend(
     if name == "mjwarp":
         from robolearn.sim.mjwarp import MjWarpBackend
 
-        return MjWarpBackend(model, num_envs, device=device, task=task, fallback_to_cpu=fallback_to_cpu)
+        return MjWarpBackend(model, num_envs, device=device, task=task, fallback_to_cpu=fallback_to_cpu,
+                             **mjwarp_kwargs)
     raise ConfigError(f"{task}: unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
 
 
@@ -179,3 +193,7 @@ def scale_params(f: dict[str, Any], nom: dict[str, Any], field: str, w: Any, el:
     elif field == "actuator_kp":  # a position servo: bias −kp·q keeps it one
         put("actuator_gainprm", 0)
         f["actuator_biasprm"][(w, el, 1)] = -f["actuator_gainprm"][(w, el, 0)]
+    elif field == "actuator_kv":  # a position servo's damping: bias −kv·q̇
+        put("actuator_biasprm", 2)
+    elif field == "actuator_forcerange":
+        put("actuator_forcerange")

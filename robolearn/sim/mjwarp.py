@@ -24,7 +24,7 @@ from robolearn.sim.backend import check_params, scale_params
 # model fields that get one row per world, so `set_params` can randomize them per env
 _BATCHED = (
     "geom_friction", "body_mass", "body_inertia", "dof_damping", "actuator_gainprm", "actuator_biasprm",
-    "geom_size", "geom_rbound", "geom_aabb",
+    "geom_size", "geom_rbound", "geom_aabb", "actuator_forcerange",
 )
 
 
@@ -120,6 +120,15 @@ class MjWarpBackend:
             self._ctrl[ids] = ctrl.to(self.device, self._ctrl.dtype)
         self.forward()
 
+    def set_body_wrench(self, body: int, wrench: Tensor) -> None:
+        """World-frame force then torque (N, 6) on `body` in every world, held until changed (xfrc_applied)."""
+        self._view("xfrc_applied")[:, body] = wrench.detach().to(self.device, torch.float32)
+
+    @property
+    def time(self) -> Tensor:
+        """(N,) simulation time of every world [s]."""
+        return self._view("time")
+
     # ---- exact resume --------------------------------------------------------------------------
     _STATE = ("time", "qpos", "qvel", "act", "ctrl", "qacc_warmstart")
 
@@ -164,6 +173,10 @@ class MjWarpBackend:
             return f["dof_damping"][:, el].clone()
         if field == "actuator_kp":
             return f["actuator_gainprm"][:, el, 0].clone()
+        if field == "actuator_kv":
+            return -f["actuator_biasprm"][:, el, 2].clone()
+        if field == "actuator_forcerange":  # upper limit
+            return f["actuator_forcerange"][:, el, 1].clone()
         raise RobolearnError(f"{self.task}: unknown parameter field '{field}'")
 
     # ---- state as tensors (views of simulator memory) ------------------------------------------

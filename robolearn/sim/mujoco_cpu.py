@@ -25,10 +25,10 @@ from torch import Tensor
 from robolearn.core.errors import RobolearnError, require
 from robolearn.sim.backend import check_params, scale_params
 
-_BOUND = ("qpos", "qvel", "ctrl", "sensordata", "site_xpos", "site_xmat", "xanchor", "xaxis")
+_BOUND = ("qpos", "qvel", "ctrl", "sensordata", "site_xpos", "site_xmat", "xanchor", "xaxis", "xfrc_applied", "time")
 _EXPANDED = (
     "geom_friction", "body_mass", "body_inertia", "dof_damping", "actuator_gainprm", "actuator_biasprm",
-    "geom_size", "geom_rbound", "geom_aabb",
+    "geom_size", "geom_rbound", "geom_aabb", "actuator_forcerange",
 )
 
 
@@ -87,6 +87,15 @@ class MujocoCpuBackend:
             self._arrays["ctrl"][ids] = ctrl.detach().to("cpu", torch.float64).numpy()
         self._call(self.batch.forward, ids)
 
+    def set_body_wrench(self, body: int, wrench: Tensor) -> None:
+        """World-frame force then torque (N, 6) on `body` in every env, held until changed (xfrc_applied)."""
+        self._arrays["xfrc_applied"][:, body] = wrench.detach().to("cpu", torch.float64).numpy()
+
+    @property
+    def time(self) -> Tensor:
+        """(N,) simulation time of every env [s]; MuJoCo resets an env that went unstable, which sets it to 0."""
+        return self._get("time")
+
     def get_state(self) -> Tensor:
         """Integration state of every env (N, nstate) float64: time, qpos, qvel, act, warm start, ctrl, ..."""
         return torch.from_numpy(np.array(self.batch.state, copy=True))
@@ -117,6 +126,8 @@ class MujocoCpuBackend:
             "geom_size": lambda: f["geom_size"][:, el, 0],  # first size parameter (box: half x-extent)
             "dof_damping": lambda: f["dof_damping"][:, el],
             "actuator_kp": lambda: f["actuator_gainprm"][:, el, 0],
+            "actuator_kv": lambda: -f["actuator_biasprm"][:, el, 2],
+            "actuator_forcerange": lambda: f["actuator_forcerange"][:, el, 1],  # upper limit
         }.get(field)
         if values is None:
             raise RobolearnError(f"{self.task}: unknown parameter field '{field}'")
