@@ -177,3 +177,32 @@ def test_an_invalid_limit_is_a_one_line_error():
     with pytest.raises(NotDisturbableError, match=r"^sweep: task 'quadrotor-hover': disturbance_limit must be a "
                                                   r"finite positive tensor of shape \(3,\)"):
         check_disturbable(env, "sweep")
+
+
+def test_the_disturber_pushes_the_quadruped_within_its_limit(tmp_path):
+    """The learner is task-agnostic: on quadruped-walk its wrench reaches the trunk through set_disturbance."""
+    from robolearn.sim.backend import import_mujoco
+
+    try:
+        import_mujoco()
+    except ImportError:
+        pytest.skip("mujoco is not installed")
+    import yaml
+
+    data = yaml.safe_load((ROOT / "configs" / "quadruped-walk-hinf.yaml").read_text())
+    data.update(iterations=2, eval_every=0, runs_root=str(tmp_path), tensorboard=False)
+    data["env"]["num_envs"] = 8
+    data["algo"]["actor"]["num_steps"] = 8
+    data["algo"]["intensity_start"] = 0.5
+    cfg = load_run_cfg(data, "quadruped-walk-hinf.yaml")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a second torch thread fights MuJoCo's pool on a small CPU
+    try:
+        trainer = Trainer(cfg, quiet=True)
+        trainer.train()
+    finally:
+        torch.set_num_threads(threads)
+    env, last = trainer.env, trainer.history[-1]
+    assert last["hinf/disturbance"] > 0.0 and torch.isfinite(torch.tensor(last["hinf/lambda"]))
+    wrench = env.disturbance
+    assert wrench.abs().max() > 0 and bool((wrench.abs() <= env.disturbance_limit + 1e-6).all())
