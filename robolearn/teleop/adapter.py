@@ -92,10 +92,16 @@ def command_to_action(env: BatchedEnv, obs: Obs, command: np.ndarray) -> tuple[t
 
 
 # ------------------------------------------------------------------------------------------------ simulator state
+PHYSICS = "_physics"  # MuJoCo tasks' state_dict key for the backend's integration state (N, nstate)
+
+
 def state_layout(env: BatchedEnv) -> list[tuple[str, tuple[int, ...]]]:
     """Per-env tensors of `state_dict()` (first dim = num_envs), sorted by key, with their per-env shape."""
     out = []
     for k, v in sorted(env.state_dict().items()):
+        if k == PHYSICS and isinstance(v, torch.Tensor) and v.dim() == 2 and v.shape[0] == env.num_envs:
+            out.append((k, tuple(v.shape[1:])))  # a MuJoCo task's integration state (qpos, qvel, act, ...)
+            continue
         if k.startswith("_") or not isinstance(v, torch.Tensor) or v.dim() == 0 or v.shape[0] != env.num_envs:
             continue
         if v.is_complex():
@@ -123,18 +129,33 @@ def _resolve(env: BatchedEnv, key: str) -> torch.Tensor:
 
 def get_state(env: BatchedEnv, layout: list[tuple[str, tuple[int, ...]]], index: int = 0) -> np.ndarray:
     """Env `index`'s state as a float64 vector in `layout` order."""
-    return torch.cat([_resolve(env, k)[index].detach().reshape(-1).double() for k, _ in layout]).cpu().numpy()
+    parts = [(env.sim.get_state() if k == PHYSICS else _resolve(env, k))[index].detach().reshape(-1).double()
+             for k, _ in layout]
+    return torch.cat(parts).cpu().numpy()
 
 
 def set_state(env: BatchedEnv, layout: list[tuple[str, tuple[int, ...]]], vector: np.ndarray, index: int = 0) -> None:
-    """Write a vector from `get_state` back into env `index`, in place (other envs and shared tensors untouched)."""
+    """Write a vector from `get_state` back into env `index` (other envs and shared tensors untouched).
+
+    A MuJoCo task's physics row goes in through `load_state_dict`, which also re-applies the env's randomized
+    model parameters (friction, masses, ...) from the tensors just written, so the physics matches the recording.
+    """
     v = torch.as_tensor(np.asarray(vector, np.float64))
     pos = 0
+    physics = None
     for k, shape in layout:
         n = int(np.prod(shape, dtype=np.int64))
-        t = _resolve(env, k)
-        t[index] = v[pos:pos + n].reshape(shape).to(t.dtype, copy=False).to(t.device)
+        if k == PHYSICS:
+            physics = v[pos:pos + n]
+        else:
+            t = _resolve(env, k)
+            t[index] = v[pos:pos + n].reshape(shape).to(t.dtype, copy=False).to(t.device)
         pos += n
+    if physics is not None:
+        state = env.state_dict()
+        state[PHYSICS] = state[PHYSICS].clone()
+        state[PHYSICS][index] = physics.to(state[PHYSICS].dtype)
+        env.load_state_dict(state)
 
 
 # --------------------------------------------------------------------------------------------------------- camera

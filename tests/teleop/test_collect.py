@@ -235,3 +235,30 @@ def test_policy_cameras_are_recorded_as_the_policy_sees_them_and_feed_imitation(
     rc = main(["train", "act", "--dataset", str(out), "--task", "arm-reach", "--set", "cameras=[wrist]", "--steps",
                "1", "--quiet", "--run-dir", str(tmp_path / "run2"), *flags])
     assert rc == 2 and "key 'observation.images.wrist': dataset images are (32, 48, 3)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["arm-lift", "push-t"])
+def test_recorded_state_of_a_mujoco_task_restores_its_physics(task):
+    """sim.state carries the MuJoCo integration state (and the randomized parameters): replay starts from it."""
+    import torch
+
+    from robolearn.sim.backend import import_mujoco
+    from robolearn.teleop import adapter
+
+    try:
+        import_mujoco()
+    except ImportError:
+        pytest.skip("mujoco is not installed")
+    env, other = make(task, num_envs=2, seed=1), make(task, num_envs=2, seed=99)
+    env.reset()
+    other.reset()
+    layout = adapter.state_layout(env)
+    assert layout[0][0] == adapter.PHYSICS
+    for _ in range(3):
+        env.step(torch.zeros(2, env.spec.action.dim))
+    adapter.set_state(other, layout, adapter.get_state(env, layout, 1), index=0)
+    a = torch.rand(env.spec.action.dim) * 2 - 1
+    for _ in range(5):
+        env.step(a.expand(2, -1))
+        other.step(a.expand(2, -1))
+    np.testing.assert_array_equal(other.sim.get_state()[0].numpy(), env.sim.get_state()[1].numpy())
