@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from robolearn.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from robolearn.core.config import from_dict, load_yaml, save_yaml
 from robolearn.core.env import BatchedEnv, EnvCfg
@@ -64,6 +66,9 @@ class RunCfg:
     """Learner configuration (the learner's config dataclass)."""
     tensorboard: bool = True
     """Write TensorBoard event files."""
+    threads: int | None = None
+    """Torch CPU threads (None: torch's default). 1 on a small CPU with MuJoCo tasks: a second torch thread
+    fights MuJoCo's thread pool (~10x slower on 2 cores)."""
     extra: dict[str, str] = field(default_factory=dict)
     """Free-form notes saved with the run (e.g. operator, hardware)."""
 
@@ -98,6 +103,10 @@ class Trainer:
 
     def __init__(self, cfg: RunCfg, run_dir: Path | None = None, quiet: bool = False, resuming: bool = False) -> None:
         self.cfg = cfg
+        if cfg.threads is not None:
+            if cfg.threads < 1:
+                raise ConfigError(f"threads must be >= 1, got {cfg.threads}")
+            torch.set_num_threads(cfg.threads)
         self.rank, self.world, device = distributed.setup(cfg.env.device)
         env_cfg: EnvCfg = cfg.env
         if self.world > 1:  # this rank's share of the environments, on its own device
