@@ -304,21 +304,28 @@ class ArmAdapter(Adapter):
     """Arm: JointState in; forward-command Float64MultiArray and/or single-point JointTrajectory out.
 
     Action term `joint_pos_target` (absolute, rad) or `joint_pos_delta` (added to the measured position).
+    Observation terms `joint_pos`, `joint_vel` and, for reach policies, `goal_pos` (the task's command: the TCP
+    goal in the base frame) from the optional `goal` input (PointStamped, or PoseStamped's position) or, before
+    any goal message, the `goal` option; with neither, the policy does not run (invalid input → safe action).
     Safe action: hold the last measured position (or the last command if no measurement was ever received).
     """
 
     kind = "arm"
-    INPUTS = {"joint_states": Slot(("sensor_msgs/msg/JointState",), True, "measured joint positions/velocities")}
+    INPUTS = {
+        "joint_states": Slot(("sensor_msgs/msg/JointState",), True, "measured joint positions/velocities"),
+        "goal": Slot(("geometry_msgs/msg/PointStamped", "geometry_msgs/msg/PoseStamped"), False,
+                     "reach goal (TCP position), base frame"),
+    }
     OUTPUTS = {
         "forward_command": Slot(("std_msgs/msg/Float64MultiArray",), False, "ros2_control forward position controller"),
         "trajectory": Slot(("trajectory_msgs/msg/JointTrajectory",), False, "joint trajectory controller"),
     }
-    OPTIONS = {"joints": [], "time_from_start_s": 0.0}
+    OPTIONS = {"joints": [], "time_from_start_s": 0.0, "goal": []}
 
     def provides(self) -> dict[str, int | None]:
         """Observation term name → dim this robot provides."""
         n = len(self.opt["joints"])
-        return {"joint_pos": n, "joint_vel": n}
+        return {"joint_pos": n, "joint_vel": n, "goal_pos": 3}
 
     def check_actions(self) -> None:
         """Check the manifest's action terms and the topic map against this robot."""
@@ -336,12 +343,27 @@ class ArmAdapter(Adapter):
             raise ConfigError("topic map: the arm adapter needs output 'forward_command' or 'trajectory'")
         self.delta = names == ["joint_pos_delta"]
         self._q: np.ndarray | None = None
+        goal = self.opt["goal"]
+        if goal and not (isinstance(goal, list) and len(goal) == 3 and all(isinstance(g, int | float) for g in goal)):
+            raise ConfigError(f"topic map: option 'goal' must be 3 numbers (or absent), got {goal!r}")
+        self.goal = np.asarray(goal, dtype=np.float64) if goal else None
+        self.needs_goal = any(t["name"] == "goal_pos" for t in self.obs_terms)
 
     def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Observation terms from the latest messages."""
         q, dq = joint_state(msgs["joint_states"], self.opt["joints"])
         self._q = q
-        return {"joint_pos": q, "joint_vel": dq}
+        out = {"joint_pos": q, "joint_vel": dq}
+        g = msgs.get("goal")
+        if g is not None:
+            p = g.point if hasattr(g, "point") else g.pose.position
+            out["goal_pos"] = np.array([p.x, p.y, p.z])
+        elif self.goal is not None:
+            out["goal_pos"] = self.goal
+        elif self.needs_goal:
+            raise ValueError("no goal yet: the policy observes 'goal_pos' and input 'goal' has sent nothing "
+                             "(nor is option 'goal' set)")
+        return out
 
     def target(self, physical: np.ndarray) -> np.ndarray:
         """Joint position targets for a physical action (delta actions add the measured position)."""
