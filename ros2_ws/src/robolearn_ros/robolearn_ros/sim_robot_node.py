@@ -75,7 +75,7 @@ class QuadrotorSimRobot:
         self.crashes = 0
         self.frame = params["frame_id"]
         self.params = params
-        self.describe = f"{task} ({self.mode}), state on {params['state_topic']}"
+        self.describe = f"{task} ({self.mode})"
 
     def topics(self, node: Any, on_command: Any) -> None:
         """Odometry publisher; motor-speed and cmd_vel_legacy subscriptions."""
@@ -84,6 +84,7 @@ class QuadrotorSimRobot:
         from sensor_msgs.msg import JointState
 
         self.pub = node.create_publisher(Odometry, self.params["state_topic"], 1)  # reliable: any subscriber matches
+        self.describe += f", state on {self.params['state_topic']}"
         node.create_subscription(JointState, self.params["motors_topic"], on_command, 10)
         node.create_subscription(Twist, self.params["cmd_vel_legacy_topic"], on_command, 10)
         self._msg = Odometry()
