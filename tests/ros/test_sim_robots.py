@@ -172,3 +172,13 @@ def test_sim_robot_parameters_fail_with_one_line():
         ArmSimRobot(None, "arm-reach", _params(ArmSimRobot, goal=[0.5, 0.0]))
     with pytest.raises(ConfigError, match="max_kp"):
         LeggedSimRobot(None, "quadruped-walk", _params(LeggedSimRobot, max_kp=0.0))
+
+
+def test_sim_launch_files_compile():
+    """The launch files need the ROS 2 launch tools to run (not installed here); at least they must parse and
+    start the entry points the package installs."""
+    launch_dir = CONFIG.parent / "launch"
+    for name in ("sim_hover", "sim_arm", "sim_legged"):
+        src = (launch_dir / f"{name}.launch.py").read_text()
+        compile(src, name, "exec")
+        assert 'executable="sim_robot_node"' in src and 'executable="policy_node"' in src
