@@ -1,6 +1,8 @@
 """sim_robot_node: a robolearn task behind the real robot's ROS 2 topics, stepping in real time.
 
     robolearn-sim-robot-node --ros-args -p task:=quadrotor-hover -p action_mode:=rpm
+    robolearn-sim-robot-node --ros-args -p task:=arm-reach -p goal:="[0.5, 0.15, 0.3]"
+    robolearn-sim-robot-node --ros-args -p task:=quadruped-walk
 
 quadrotor-* (ctbr and rpm): publishes the state estimate the Crazyflie adapter reads (`nav_msgs/Odometry` on
 `state_topic`, pose in the world frame, twist in the body frame) and takes motor speeds (`sensor_msgs/JointState`
@@ -11,8 +13,16 @@ the torch simulator costs a few ms per step at num_envs=1); the state is publish
 `wait_for_command` (default) physics starts with the first command, so DDS discovery time is not flown open loop.
 The world position is the task-frame position plus `origin` (the task's goal is the task-frame origin).
 
-Other robots plug in through `SIM_ROBOTS` (a class with `topics`, `step`, `publish_state`, `on_command`): the
-MuJoCo arm task will register there when it lands.
+arm-* (`ArmSimRobot`, MuJoCo on the CPU): what ros2_control's joint_state_broadcaster and forward position
+controller give the arm adapter — `sensor_msgs/JointState` out, `Float64MultiArray` joint targets (or a
+`JointTrajectory`) in — plus the reach goal (`PointStamped`, the adapter's `goal` input) and the TCP pose.
+quadruped-* (`LeggedSimRobot`, MuJoCo on the CPU, flat ground): `JointState` + `Imu` out, the legged adapter's
+(3, 12) [q_target; kp; kd] in, applied as servo targets and gains; `cmd_vel` sets the velocity command.
+Both step one control period (the task's decimation of physics steps) per `dt`, with the same clock as above.
+
+Robots plug in through `SIM_ROBOTS` (task → a class with `PARAMS` (its own ROS parameters and defaults),
+`topics(node, on_command)`, `step()`, `publish_state(now) -> stamp`, `on_command(msg)`, `reset()`, `dt`,
+`crashes`).
 
 With `latency_log` set, the node records for every command carrying a header (motor speeds) the delay from the
 state message it was computed from to its arrival — in the middleware (`received_timestamp`) and in this node's
