@@ -125,6 +125,41 @@ def _params(cls: type, **kw: object) -> dict[str, object]:
     return {**cls.PARAMS, "seed": 0, **kw}
 
 
+def test_arm_adapter_reads_the_goal_from_its_input_or_option():
+    from geometry_msgs.msg import PointStamped
+    from robolearn_ros.adapters import ArmAdapter
+    from robolearn_ros.messages import ConfigError
+    from sensor_msgs.msg import JointState
+
+    def manifest(obs: list[tuple[str, int]]) -> dict:
+        terms, o = [], 0
+        for name, dim in obs:
+            terms.append({"name": name, "dim": dim, "offset": o, "unit": ""})
+            o += dim
+        return {"observation": {"dim": o, "terms": terms}, "robot": "test",
+                "action": {"dim": 2, "low": -1.0, "high": 1.0, "terms": [
+                    {"name": "joint_pos_delta", "dim": 2, "scale": [0.1, 0.1], "offset": [0.0, 0.0], "unit": ""}]}}
+
+    m = manifest([("joint_pos", 2), ("goal_pos", 3)])
+    js = JointState(name=["a", "b"], position=[0.1, 0.2], velocity=[0.0, 0.0])
+    ad = ArmAdapter(m, {"joints": ["a", "b"]}, {"forward_command"})
+    with pytest.raises(ValueError, match="no goal yet"):  # policy_node: invalid input → safe action, no command
+        ad.observation({"joint_states": js, "goal": None})
+    point = PointStamped()
+    point.point.x, point.point.y, point.point.z = 0.5, 0.1, 0.3
+    np.testing.assert_allclose(ad.observation({"joint_states": js, "goal": point}), [0.1, 0.2, 0.5, 0.1, 0.3])
+    pose = PoseStamped()
+    pose.pose.position.x = 0.4
+    np.testing.assert_allclose(ad.observation({"joint_states": js, "goal": pose})[2:], [0.4, 0.0, 0.0])
+    ad = ArmAdapter(m, {"joints": ["a", "b"], "goal": [0.6, 0.0, 0.2]}, {"forward_command"})
+    np.testing.assert_allclose(ad.observation({"joint_states": js})[2:], [0.6, 0.0, 0.2])
+    with pytest.raises(ConfigError, match="option 'goal'"):
+        ArmAdapter(m, {"joints": ["a", "b"], "goal": [0.6]}, {"forward_command"})
+    # a policy without goal_pos does not need one
+    plain = ArmAdapter(manifest([("joint_pos", 2)]), {"joints": ["a", "b"]}, {"forward_command"})
+    np.testing.assert_allclose(plain.observation({"joint_states": js}), [0.1, 0.2])
+
+
 def test_sim_robots_are_registered_by_task():
     assert SIM_ROBOTS["arm-reach"] is ArmSimRobot and SIM_ROBOTS["quadruped-walk"] is LeggedSimRobot
 
