@@ -48,7 +48,7 @@ def expert_step(env, obs: dict) -> torch.Tensor:
     return (dq / STEP).clamp(-1.0, 1.0)
 
 
-def bc_arm_policy(seed: int = 0, iters: int = 4, steps: int = 60, envs: int = 64, epochs: int = 150) -> MLPPolicy:
+def bc_arm_policy(seed: int = 0, iters: int = 3, steps: int = 60, envs: int = 64, epochs: int = 150) -> MLPPolicy:
     """DAgger on the IK'd expert in the joint_pos task: roll out the learner, label every visited state."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
