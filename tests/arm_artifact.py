@@ -4,8 +4,8 @@ Used by the ROS full-loop arm test (tests/ros). The arm-reach expert commands TC
 arm behind ros2_control takes joint positions, so the labels are the expert's TCP step solved for joints by the
 task's own damped-least-squares IK, as a joint position step relative to the measured position (action term
 `joint_pos_delta`, the arm adapter's relative mode: it publishes measured + step as absolute forward-position
-targets). The policy observes what the arm adapter builds from ROS topics: joint_pos, joint_vel and the goal
-(the task's `goal_pos` command); the task's FK terms (ee_pos, ee_quat) are left out, the MLP learns them.
+targets). The policy observes joint_pos, joint_vel and the goal (the task's `goal_pos` command), no more: the
+TCP pose is a function of the joints that the MLP learns, and a small input keeps the clone fast and accurate.
 """
 
 from __future__ import annotations

@@ -72,18 +72,21 @@ def test_sim_arm_and_policy_node_reach_the_goal(launch, test_node, arm_artifact)
     The sim publishes joint states and the goal; policy_node (arm adapter, forward position controller) publishes
     joint targets; the TCP pose the sim publishes (forward kinematics) is the measure.
     """
-    launch("robolearn-sim-robot-node", task="arm-reach", real_time_factor=0.5, goal=list(GOAL))
-    pol = launch("robolearn-policy-node", artifact=arm_artifact, topic_map=CONFIG / "arm.yaml", trigger="input",
-                 rate_hz=50.0, watchdog_periods=10)
+    sim = launch("robolearn-sim-robot-node", task="arm-reach", real_time_factor=0.5, goal=list(GOAL))
     tcp = Samples(test_node, PoseStamped, "/tcp_pose", lambda m: (m.pose.position.x, m.pose.position.y,
                                                                    m.pose.position.z))
     try:
+        # the sim holds its initial state until the first command: see it before the policy starts
+        assert spin_until(test_node, lambda: len(tcp.values) >= 1, timeout=30.0), sim.output()
+        pol = launch("robolearn-policy-node", artifact=arm_artifact, topic_map=CONFIG / "arm.yaml",
+                     trigger="input", rate_hz=50.0, watchdog_periods=10)
         assert spin_until(test_node, lambda: len(tcp.values) >= 150, timeout=60.0), pol.output()  # 3 s of sim
     finally:
         tcp.close()
     err = np.linalg.norm(np.asarray(tcp.values) - np.asarray(GOAL), axis=1)
     assert err[0] > 0.2, f"started {err[0]:.3f} m from the goal: nothing to reach"
-    assert err[-25:].max() < 0.03, f"TCP not at the goal: {err[-25:].max():.3f} m over the last 0.5 s"
+    assert err[-25:].max() < 0.03, (f"TCP not at the goal: {err[-25:].max():.3f} m over the last 0.5 s; error "
+                                    f"every 0.5 s: {np.round(err[::25], 3)}")
 
 
 def test_sim_quadruped_stands_and_the_watchdog_damps_it(launch, test_node, tmp_path):
@@ -183,6 +186,36 @@ def test_arm_sim_robot_maps_forward_and_trajectory_commands_to_joint_targets():
     robot.on_command(SimpleNamespace(data=[float("nan")] * 7))  # non-finite or wrong size: dropped
     robot.on_command(SimpleNamespace(data=[0.0] * 6))
     assert np.array_equal(robot.action, before)
+
+
+def test_arm_task_artifact_sees_through_the_adapter_what_it_saw_in_training(tmp_path):
+    """An artifact of the arm-reach task itself (joint_pos + gripper actions; FK, gripper and goal terms): the
+    arm adapter builds from the sim robot's messages the observation the task computes, and its commands drive
+    the sim robot's joints and gripper."""
+    from robolearn_ros.topic_map import load_topic_map
+
+    from robolearn.export.artifact import read_manifest
+
+    env = registry.make("arm-reach", num_envs=1, action_mode="joint_pos", backend="mujoco_cpu")
+    d = sum(t.dim for t in env.spec.obs_terms["policy"])
+    art = export_policy(MLPPolicy(d, env.spec.action.dim, hidden=(16,)), env.spec, tmp_path / "a",
+                        source={"kind": "test"})
+    tmap = load_topic_map(CONFIG / "arm.yaml")
+    ad = tmap.adapter(read_manifest(art), tmap.options, set(tmap.outputs))
+    robot = ArmSimRobot(None, "arm-reach", _params(ArmSimRobot, goal=list(GOAL)))
+    physical = ad.offset + ad.scale * np.array([0.3, -0.2, 0.1, 0.2, 0.0, -0.1, 0.2, -0.5])
+    cmds = ad.commands(physical, None)
+    robot.on_command(cmds["forward_command"])
+    robot.on_gripper(cmds["gripper_command"])
+    np.testing.assert_allclose(robot.action, [0.3, -0.2, 0.1, 0.2, 0.0, -0.1, 0.2, -0.5], atol=1e-6)
+    for _ in range(30):
+        robot.step()
+    obs = ad.observation(robot.messages(0.0))
+    with torch.no_grad():
+        want = robot.env._observe()["policy"][0].double().numpy()
+    n = d - env.spec.action.dim  # all but last_action (the adapter's own history)
+    np.testing.assert_allclose(obs[:n], want[:n], atol=1e-5)
+    assert np.abs(obs[:7] - env.home.numpy()).max() > 0.1  # the arm moved: not the trivial home pose
 
 
 def test_legged_sim_robot_applies_the_gains_it_is_sent_within_limits():

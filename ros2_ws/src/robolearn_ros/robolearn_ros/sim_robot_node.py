@@ -179,17 +179,19 @@ class ArmSimRobot:
     """The Franka-class arm of the arm-* tasks (MuJoCo on the CPU, num_envs=1) behind ros2_control's topics.
 
     Publishes `sensor_msgs/JointState` (joint1..joint7, then finger_left/right) like joint_state_broadcaster, the
-    reach goal as `geometry_msgs/PointStamped` (base frame; the arm adapter's `goal` input) and the TCP pose from
-    forward kinematics as `geometry_msgs/PoseStamped` (ground truth, for monitoring). Accepts the arm adapter's
-    output: a forward position controller's `Float64MultiArray` (7 absolute joint targets [rad]) and/or a
-    `JointTrajectory` (its last point; joints matched by name). Targets map to the task's `joint_pos` action
-    (home + joint_scale · a, clamped to the joint range by the task); the gripper stays open.
+    reach goal as `geometry_msgs/PointStamped` and the TCP pose from forward kinematics as
+    `geometry_msgs/PoseStamped` (base frame; the arm adapter's `goal` and `tcp_pose` inputs). Accepts the arm
+    adapter's output: a forward position controller's `Float64MultiArray` (7 absolute joint targets [rad]) and/or
+    a `JointTrajectory` (its last point; joints matched by name), mapped to the task's `joint_pos` action
+    (home + joint_scale · a, clamped to the joint range by the task); the finger opening [m] as a one-element
+    `Float64MultiArray` on `gripper_command_topic` (open until commanded).
     """
 
     PARAMS: dict[str, Any] = {
         "joint_states_topic": "/joint_states", "forward_command_topic": "/forward_position_controller/commands",
         "trajectory_topic": "/joint_trajectory_controller/joint_trajectory", "goal_topic": "/goal",
-        "tcp_pose_topic": "/tcp_pose", "goal": [0.5, 0.0, 0.3], "frame_id": "base", "randomize": False,
+        "tcp_pose_topic": "/tcp_pose", "gripper_command_topic": "/gripper_controller/commands",
+        "goal": [0.5, 0.0, 0.3], "frame_id": "base", "randomize": False,
     }
 
     def __init__(self, node: Any, task: str, params: dict[str, Any]) -> None:
@@ -223,23 +225,26 @@ class ArmSimRobot:
         self.describe = f"{task} (joint targets), joint states on {params['joint_states_topic']}"
 
     def topics(self, node: Any, on_command: Any) -> None:
-        """JointState, goal and TCP pose publishers; forward-command and trajectory subscriptions."""
+        """JointState, goal and TCP pose publishers; joint (forward, trajectory) and gripper subscriptions."""
         from geometry_msgs.msg import PointStamped, PoseStamped
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
         from trajectory_msgs.msg import JointTrajectory
 
         p = self.params
-        self.js_pub = node.create_publisher(JointState, p["joint_states_topic"], 1)
-        self.goal_pub = node.create_publisher(PointStamped, p["goal_topic"], 1)
-        self.tcp_pub = node.create_publisher(PoseStamped, p["tcp_pose_topic"], 1)
+        self.pubs = {"joint_states": node.create_publisher(JointState, p["joint_states_topic"], 1),
+                     "goal": node.create_publisher(PointStamped, p["goal_topic"], 1),
+                     "tcp_pose": node.create_publisher(PoseStamped, p["tcp_pose_topic"], 1)}
         node.create_subscription(Float64MultiArray, p["forward_command_topic"], on_command, 10)
         node.create_subscription(JointTrajectory, p["trajectory_topic"], on_command, 10)
-        self._js, self._goal, self._tcp = JointState(), PointStamped(), PoseStamped()
-        for m in (self._goal, self._tcp):
-            m.header.frame_id = p["frame_id"]
-        g = self._goal.point
-        g.x, g.y, g.z = (float(v) for v in self.goal)
+        node.create_subscription(Float64MultiArray, p["gripper_command_topic"], self.on_gripper, 10)
+
+    def on_gripper(self, msg: Any) -> None:
+        """Finger opening [m] (one value) → the task's gripper action."""
+        from robolearn.envs.manipulation.arm import FINGER_OPEN
+
+        if len(msg.data) == 1 and math.isfinite(msg.data[0]):
+            self.action[-1] = float(np.clip(msg.data[0] / (FINGER_OPEN / 2) - 1.0, -1.0, 1.0))
 
     def on_command(self, msg: Any) -> None:
         """Joint position targets [rad] → the task's normalized joint_pos action (malformed commands are dropped)."""
@@ -277,24 +282,34 @@ class ArmSimRobot:
         """TCP position [m] and orientation (w, x, y, z), base frame."""
         return self.env.ee_pos[0].double().numpy(), self.env.ee_quat[0].double().numpy()
 
-    def publish_state(self, now: float) -> Any:
-        """Joint states, goal and TCP pose stamped `now`; return the joint states' stamp."""
-        env = self.env
+    def messages(self, now: float) -> dict[str, Any]:
+        """The robot's messages stamped `now`: the arm adapter's input slot → message."""
+        from geometry_msgs.msg import PointStamped, PoseStamped
+        from sensor_msgs.msg import JointState
+
+        env, frame = self.env, self.params["frame_id"]
         q = env.sim.qpos[0, :self.n].double().numpy()
         dq = env.sim.qvel[0, :self.n].double().numpy()
         fq = env.sim.qpos[0, env.finger_qpos].double().numpy()
         fdq = env.sim.qvel[0, env.finger_qpos].double().numpy()
-        msg = _joint_state(self._js, self.names, np.concatenate([q, fq]), np.concatenate([dq, fdq]), now)
-        s_to_stamp(now, self._goal.header.stamp)
-        self.goal_pub.publish(self._goal)
+        js = _joint_state(JointState(), self.names, np.concatenate([q, fq]), np.concatenate([dq, fdq]), now)
+        goal, tcp = PointStamped(), PoseStamped()
+        for m in (goal, tcp):
+            m.header.frame_id = frame
+            m.header.stamp = js.header.stamp
+        goal.point.x, goal.point.y, goal.point.z = (float(v) for v in self.goal)
         pos, quat = self.tcp()
-        s_to_stamp(now, self._tcp.header.stamp)
-        p, o = self._tcp.pose.position, self._tcp.pose.orientation
+        p, o = tcp.pose.position, tcp.pose.orientation
         p.x, p.y, p.z = (float(v) for v in pos)
         o.w, o.x, o.y, o.z = (float(v) for v in quat)
-        self.tcp_pub.publish(self._tcp)
-        self.js_pub.publish(msg)  # last: the policy steps on joint states, with this goal already delivered
-        return msg.header.stamp
+        return {"goal": goal, "tcp_pose": tcp, "joint_states": js}
+
+    def publish_state(self, now: float) -> Any:
+        """Goal, TCP pose, then joint states (the policy steps on these, with the rest delivered); the stamp."""
+        msgs = self.messages(now)
+        for slot, msg in msgs.items():
+            self.pubs[slot].publish(msg)
+        return msgs["joint_states"].header.stamp
 
 
 class LeggedSimRobot:
