@@ -233,6 +233,39 @@ def test_legged_sim_robot_applies_the_gains_it_is_sent_within_limits():
     assert float(robot.env.base_pos[0, 2]) < 0.15 and robot.crashes == 1  # kp = 0: nothing holds it up
 
 
+def test_quadruped_artifact_sees_through_the_adapter_what_it_saw_in_training(tmp_path):
+    """The legged adapter (config/legged.yaml) builds from the sim robot's JointState and Imu and a cmd_vel the
+    observation quadruped-walk computes; its [q; kp; kd] command moves the sim's joint targets."""
+    from geometry_msgs.msg import Twist
+    from robolearn_ros.topic_map import load_topic_map
+
+    from robolearn.export.artifact import read_manifest
+
+    art = standing_artifact(tmp_path / "stand")
+    tmap = load_topic_map(CONFIG / "legged.yaml")
+    ad = tmap.adapter(read_manifest(art), tmap.options, set(tmap.outputs))
+    robot = LeggedSimRobot(None, "quadruped-walk", _params(LeggedSimRobot))
+    a = np.tile([0.2, -0.3, 0.4], 4)
+    robot.on_command(ad.commands(ad.offset + ad.scale * a, None)["joint_command"])
+    ad.record(a)
+    twist = Twist()
+    twist.linear.x, twist.linear.y, twist.angular.z = 0.5, -0.1, 0.3
+    robot.on_cmd_vel(twist)
+    env = robot.env
+    env.action_buffer[:] = torch.as_tensor(a, dtype=torch.float32)  # the task's own last action, as applied
+    env.last_actions[:] = torch.as_tensor(a, dtype=torch.float32)
+    for _ in range(10):
+        robot.step()
+    msgs = robot.messages(0.0)
+    obs = ad.observation({"joint_states": msgs["joint_states"], "imu": msgs["imu"], "cmd_vel": twist})
+    with torch.no_grad():
+        want = env._observe()["policy"][0].double().numpy()
+    np.testing.assert_allclose(obs, want, atol=1e-5)
+    np.testing.assert_allclose(robot.target[0].numpy(), ad.offset + ad.scale * a, atol=1e-6)
+    robot.mute = True
+    assert "joint_states" not in robot.messages(0.0)
+
+
 def test_sim_robot_parameters_fail_with_one_line():
     from robolearn_ros.messages import ConfigError
 

@@ -373,16 +373,12 @@ class LeggedSimRobot:
         from std_srvs.srv import SetBool
 
         p = self.params
-        self.js_pub = node.create_publisher(JointState, p["joint_states_topic"], 1)
-        self.imu_pub = node.create_publisher(Imu, p["imu_topic"], 1)
-        self.odom_pub = node.create_publisher(Odometry, p["odom_topic"], 1)
+        self.pubs = {"imu": node.create_publisher(Imu, p["imu_topic"], 1),
+                     "odom": node.create_publisher(Odometry, p["odom_topic"], 1),
+                     "joint_states": node.create_publisher(JointState, p["joint_states_topic"], 1)}
         node.create_subscription(Float64MultiArray, p["joint_command_topic"], on_command, 10)
         node.create_subscription(Twist, p["cmd_vel_topic"], self.on_cmd_vel, 10)
         node.create_service(SetBool, "~/mute_joint_states", self._on_mute)
-        self._js, self._imu, self._odom = JointState(), Imu(), Odometry()
-        self._imu.header.frame_id = p["frame_id"]
-        self._imu.linear_acceleration_covariance[0] = -1.0
-        self._odom.header.frame_id, self._odom.child_frame_id = "world", p["frame_id"]
 
     def _on_mute(self, request: Any, response: Any) -> Any:
         self.mute = bool(request.data)
@@ -432,31 +428,42 @@ class LeggedSimRobot:
         cfg = self.env.cfg
         self._new_gains = (np.full(self.n, cfg.kp), np.full(self.n, cfg.kd))
 
-    def publish_state(self, now: float) -> Any:
-        """Imu, trunk odometry and (unless muted) joint states stamped `now`; return the stamp."""
-        env = self.env
+    def messages(self, now: float) -> dict[str, Any]:
+        """The robot's messages stamped `now`: imu, odom (ground truth) and joint_states (unless muted)."""
+        from nav_msgs.msg import Odometry
+        from sensor_msgs.msg import Imu, JointState
+
+        env, frame = self.env, self.params["frame_id"]
         quat = env.base_quat[0].double().numpy()  # w, x, y, z
         gyro = env.base_ang_vel[0].double().numpy()
-        imu = self._imu
+        imu = Imu()
+        imu.header.frame_id = frame
         s_to_stamp(now, imu.header.stamp)
         o, w = imu.orientation, imu.angular_velocity
         o.w, o.x, o.y, o.z = (float(v) for v in quat)
         w.x, w.y, w.z = (float(v) for v in gyro)
-        self.imu_pub.publish(imu)
-        od = self._odom
-        od.header.stamp = imu.header.stamp
+        imu.linear_acceleration_covariance[0] = -1.0  # no accelerometer (REP 145)
+        od = Odometry()
+        od.header.stamp, od.header.frame_id, od.child_frame_id = imu.header.stamp, "world", frame
         p, po = od.pose.pose.position, od.pose.pose.orientation
         p.x, p.y, p.z = (float(v) for v in env.base_pos[0])
         po.x, po.y, po.z, po.w = o.x, o.y, o.z, o.w
         tl, ta = od.twist.twist.linear, od.twist.twist.angular
         tl.x, tl.y, tl.z = (float(v) for v in env.base_lin_vel[0])
         ta.x, ta.y, ta.z = (float(v) for v in gyro)
-        self.odom_pub.publish(od)
+        out = {"imu": imu, "odom": od}
         if not self.mute:  # last: the policy steps on joint states, with this IMU sample already delivered
             q = env.joint_pos[0].double().numpy()
             dq = env.joint_vel[0].double().numpy()
-            self.js_pub.publish(_joint_state(self._js, self.names, q, dq, now))
-        return imu.header.stamp
+            out["joint_states"] = _joint_state(JointState(), self.names, q, dq, now)
+        return out
+
+    def publish_state(self, now: float) -> Any:
+        """Publish `messages(now)`; return the stamp."""
+        msgs = self.messages(now)
+        for slot, msg in msgs.items():
+            self.pubs[slot].publish(msg)
+        return msgs["imu"].header.stamp
 
 
 SIM_ROBOTS: dict[str, type] = {
