@@ -283,3 +283,20 @@ def test_sim_launch_files_compile():
         src = (launch_dir / f"{name}.launch.py").read_text()
         compile(src, name, "exec")
         assert 'executable="sim_robot_node"' in src and 'executable="policy_node"' in src
+
+
+@pytest.mark.parametrize(("params", "says"), [
+    (["task:=nope"], "simulated robots: ['arm-lift'"),
+    (["task:=arm-reach", "goal:=[1, 0, 0]"], "parameter 'goal' must be a list of floats"),
+    (["task:=quadruped-walk", "max_kp:=0.0"], "max_kp"),
+])
+def test_sim_robot_node_refuses_bad_parameters_in_one_line(ros_env, params, says):
+    import subprocess
+
+    from ros_harness import BIN
+
+    args = [str(BIN / "robolearn-sim-robot-node"), "--ros-args"]
+    for p in params:
+        args += ["-p", p]
+    r = subprocess.run(args, env=ros_env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

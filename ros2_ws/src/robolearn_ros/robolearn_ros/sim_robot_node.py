@@ -488,14 +488,12 @@ def _make_node_class() -> type:
             p = {"task": "quadrotor-hover", "seed": 0, "sim_dt": 0.0, "publish_rate_hz": 0.0,
                  "real_time_factor": 1.0, "wait_for_command": True, "max_steps_per_tick": 0, "latency_log": "",
                  "max_cycles": 0}
-            for k, v in p.items():
-                self.declare_parameter(k, v)
+            self._declare(p)
             task = self.get_parameter("task").value
             if task not in SIM_ROBOTS:
                 raise ConfigError(f"parameter 'task' is '{task}'; simulated robots: {sorted(SIM_ROBOTS)}")
             cls = SIM_ROBOTS[task]
-            for k, v in cls.PARAMS.items():  # the robot's own parameters (topics, options)
-                self.declare_parameter(k, v)
+            self._declare(cls.PARAMS)  # the robot's own parameters (topics, options)
             g = {k: self.get_parameter(k).value for k in (*p, *cls.PARAMS)}
             if not float(g["real_time_factor"]) > 0:
                 raise ConfigError("parameter 'real_time_factor' must be > 0")
@@ -525,6 +523,17 @@ def _make_node_class() -> type:
             self.create_timer(1.0 / rate, self._tick)
             self.get_logger().info(f"{self.robot.describe}; physics {1 / self.robot.dt:g} Hz per step, "
                                    f"state at {rate:g} Hz")
+
+        def _declare(self, params: dict[str, Any]) -> None:
+            """Declare parameters with their defaults; a value of the wrong type is one line naming it."""
+            from rclpy.exceptions import InvalidParameterTypeException
+
+            for k, v in params.items():
+                try:
+                    self.declare_parameter(k, v)
+                except InvalidParameterTypeException:
+                    want = f"a list of floats like {v}" if isinstance(v, list) else f"a {type(v).__name__}"
+                    raise ConfigError(f"parameter '{k}' must be {want} (default {v!r})") from None
 
         def _reset(self, request: Any, response: Any) -> Any:
             self.robot.reset()
