@@ -301,24 +301,41 @@ class CrazyflieAdapter(Adapter):
 
 # ---------------------------------------------------------------------------------------------------------------- arm
 class ArmAdapter(Adapter):
-    """Arm: JointState in; forward-command Float64MultiArray and/or single-point JointTrajectory out.
+    """Arm: JointState (+ goal, TCP pose) in; forward-command Float64MultiArray and/or JointTrajectory out.
 
-    Action term `joint_pos_target` (absolute, rad) or `joint_pos_delta` (added to the measured position).
-    Safe action: hold the last measured position (or the last command if no measurement was ever received).
+    Action terms: `joint_pos_target` or `joint_pos` (absolute, rad; `joint_pos` is what the robolearn arm tasks
+    call it) or `joint_pos_delta` (added to the measured position), optionally followed by `gripper` (1: the
+    opening of each finger [m], published on the `gripper_command` output as a one-element Float64MultiArray).
+    Observation terms: `joint_pos`, `joint_vel`; `gripper_width` (the sum of the `gripper_joints` positions in
+    the JointState); `ee_pos` and `ee_quat` (w, x, y, z; w ≥ 0) from the optional `tcp_pose` input (the robot's
+    forward kinematics, e.g. franka's O_T_EE, base frame); for reach policies `goal_pos` (the task's command: the
+    TCP goal, base frame) from the optional `goal` input (PointStamped, or PoseStamped's position) or, before any
+    goal message, the `goal` option. A term whose source has sent nothing yet is invalid input (safe action).
+    Safe action: hold the last measured position (or the last command if no measurement was ever received); the
+    gripper keeps its last command.
     """
 
     kind = "arm"
-    INPUTS = {"joint_states": Slot(("sensor_msgs/msg/JointState",), True, "measured joint positions/velocities")}
+    INPUTS = {
+        "joint_states": Slot(("sensor_msgs/msg/JointState",), True, "measured joint positions/velocities"),
+        "goal": Slot(("geometry_msgs/msg/PointStamped", "geometry_msgs/msg/PoseStamped"), False,
+                     "reach goal (TCP position), base frame"),
+        "tcp_pose": Slot(("geometry_msgs/msg/PoseStamped",), False, "TCP pose from forward kinematics, base frame"),
+    }
     OUTPUTS = {
         "forward_command": Slot(("std_msgs/msg/Float64MultiArray",), False, "ros2_control forward position controller"),
         "trajectory": Slot(("trajectory_msgs/msg/JointTrajectory",), False, "joint trajectory controller"),
+        "gripper_command": Slot(("std_msgs/msg/Float64MultiArray",), False, "finger opening [m] (gripper term)"),
     }
-    OPTIONS = {"joints": [], "time_from_start_s": 0.0}
+    OPTIONS = {"joints": [], "time_from_start_s": 0.0, "goal": [], "gripper_joints": []}
 
     def provides(self) -> dict[str, int | None]:
         """Observation term name → dim this robot provides."""
         n = len(self.opt["joints"])
-        return {"joint_pos": n, "joint_vel": n}
+        out: dict[str, int | None] = {"joint_pos": n, "joint_vel": n, "goal_pos": 3, "ee_pos": 3, "ee_quat": 4}
+        if self.opt["gripper_joints"]:
+            out["gripper_width"] = 1
+        return out
 
     def check_actions(self) -> None:
         """Check the manifest's action terms and the topic map against this robot."""
@@ -327,27 +344,60 @@ class ArmAdapter(Adapter):
             raise ConfigError("topic map: the arm adapter needs option 'joints' (joint names in policy order)")
         _need_dim(self.provides(), self.obs_terms)
         names = [t["name"] for t in self.action_terms]
-        if names not in (["joint_pos_target"], ["joint_pos_delta"]):
-            raise ConfigError(f"artifact action terms {names}: the arm adapter commands ['joint_pos_target'] or "
-                              "['joint_pos_delta']")
-        if self.action_dim != len(joints):
-            raise ConfigError(f"artifact action dim {self.action_dim} != {len(joints)} joints in option 'joints'")
-        if not self.outputs:
+        self.gripper = names[-1:] == ["gripper"]
+        arm = names[:-1] if self.gripper else names
+        if arm not in (["joint_pos_target"], ["joint_pos"], ["joint_pos_delta"]):
+            raise ConfigError(f"artifact action terms {names}: the arm adapter commands ['joint_pos_target'], "
+                              "['joint_pos'] or ['joint_pos_delta'], optionally followed by ['gripper']")
+        self.n = len(joints)
+        if self.action_dim != self.n + self.gripper:
+            raise ConfigError(f"artifact action dim {self.action_dim} != {len(joints)} joints in option 'joints'"
+                              + (" + 1 gripper" if self.gripper else ""))
+        if not self.outputs & {"forward_command", "trajectory"}:
             raise ConfigError("topic map: the arm adapter needs output 'forward_command' or 'trajectory'")
-        self.delta = names == ["joint_pos_delta"]
+        if self.gripper and "gripper_command" not in self.outputs:
+            raise ConfigError("topic map: the artifact commands a 'gripper' term; add output 'gripper_command'")
+        self.delta = arm == ["joint_pos_delta"]
         self._q: np.ndarray | None = None
+        goal = self.opt["goal"]
+        if goal and not (isinstance(goal, list) and len(goal) == 3 and all(isinstance(g, int | float) for g in goal)):
+            raise ConfigError(f"topic map: option 'goal' must be 3 numbers (or absent), got {goal!r}")
+        self.goal = np.asarray(goal, dtype=np.float64) if goal else None
+        self.wanted = {t["name"] for t in self.obs_terms}
 
     def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Observation terms from the latest messages."""
-        q, dq = joint_state(msgs["joint_states"], self.opt["joints"])
+        js = msgs["joint_states"]
+        q, dq = joint_state(js, self.opt["joints"])
         self._q = q
-        return {"joint_pos": q, "joint_vel": dq}
+        out = {"joint_pos": q, "joint_vel": dq}
+        if "gripper_width" in self.wanted:
+            out["gripper_width"] = np.array([joint_state(js, self.opt["gripper_joints"])[0].sum()])
+        g = msgs.get("goal")
+        if g is not None:
+            p = g.point if hasattr(g, "point") else g.pose.position
+            out["goal_pos"] = np.array([p.x, p.y, p.z])
+        elif self.goal is not None:
+            out["goal_pos"] = self.goal
+        elif "goal_pos" in self.wanted:
+            raise ValueError("no goal yet: the policy observes 'goal_pos' and input 'goal' has sent nothing "
+                             "(nor is option 'goal' set)")
+        tcp = msgs.get("tcp_pose")
+        if tcp is not None:
+            p, o = tcp.pose.position, tcp.pose.orientation
+            quat = np.array([o.w, o.x, o.y, o.z])
+            out["ee_pos"], out["ee_quat"] = np.array([p.x, p.y, p.z]), quat if quat[0] >= 0 else -quat
+        elif self.wanted & {"ee_pos", "ee_quat"}:
+            raise ValueError("no TCP pose yet: the policy observes 'ee_pos'/'ee_quat' and input 'tcp_pose' has "
+                             "sent nothing")
+        return out
 
     def target(self, physical: np.ndarray) -> np.ndarray:
         """Joint position targets for a physical action (delta actions add the measured position)."""
+        arm = physical[:self.n]
         if self.delta:
-            return (self._q if self._q is not None else np.zeros(self.action_dim)) + physical
-        return physical
+            return (self._q if self._q is not None else np.zeros(self.n)) + arm
+        return arm
 
     def commands(self, physical: np.ndarray, stamp: Any, safe: SafeCommand | None = None) -> dict[str, Any]:
         """Command messages for a clamped physical action."""
@@ -367,20 +417,27 @@ class ArmAdapter(Adapter):
             msg.points = [JointTrajectoryPoint(positions=q.tolist(), time_from_start=Duration(
                 sec=int(tfs), nanosec=int((tfs % 1) * 1e9)))]
             out["trajectory"] = msg
+        if self.gripper:
+            from std_msgs.msg import Float64MultiArray
+
+            out["gripper_command"] = Float64MultiArray(data=[float(physical[self.n])])
         return out
 
     def safe(self, t: float, msgs: dict[str, Any], fresh: bool, last: np.ndarray | None) -> SafeCommand:
         """The safe physical command `t` s into a fault."""
+        hold = (last if last is not None else self.offset).copy()  # the gripper keeps its last command
         if self.delta:
-            return SafeCommand(np.zeros(self.action_dim), done=True, phase="hold")  # target = measured position
+            hold[:self.n] = 0.0  # target = measured position
+            return SafeCommand(hold, done=True, phase="hold")
         if fresh and msgs.get("joint_states") is not None:
             try:
-                return SafeCommand(joint_state(msgs["joint_states"], self.opt["joints"])[0], done=True, phase="hold")
+                hold[:self.n] = joint_state(msgs["joint_states"], self.opt["joints"])[0]
+                return SafeCommand(hold, done=True, phase="hold")
             except ValueError:
                 pass
         if self._q is not None:
-            return SafeCommand(self._q.copy(), done=True, phase="hold")
-        return SafeCommand(last if last is not None else self.offset.copy(), done=True, phase="hold")
+            hold[:self.n] = self._q
+        return SafeCommand(hold, done=True, phase="hold")
 
 
 # ------------------------------------------------------------------------------------------------------------- legged
