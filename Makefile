@@ -23,9 +23,10 @@ chromium:
 
 # External benchmarks pin their own simulator/OpenCV releases, so each gets a venv of its own (.venv-NAME) with the
 # benchmark, the policy runtime's imports and robolearn without its dependencies (no torch): `robolearn eval
-# ARTIFACT --external NAME` runs the artifact there. ~25 s each from a warm pip cache; EXT_ENVS= skips them.
-EXT_ENVS ?= gym-pusht
+# ARTIFACT --external NAME` runs the artifact there. gym-pusht ~30 s, gym-aloha ~65 s from a warm pip cache; EXT_ENVS= skips them.
+EXT_ENVS ?= gym-pusht gym-aloha
 EXT_PKGS_gym-pusht := gym-pusht
+EXT_PKGS_gym-aloha := gym-aloha
 EXT_RUNTIME := numpy pyyaml safetensors onnxruntime
 ext-envs: $(foreach e,$(EXT_ENVS),.venv-$(e)/.installed)
 

@@ -43,7 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--push-start", type=float, default=1.0, help="--disturbance-sweep: push time [s]")
     p.add_argument("--push-duration", type=float, default=0.2, help="--disturbance-sweep: push duration [s]")
     p.add_argument("--external", metavar="BENCHMARK",
-                   help="evaluate an artifact on an external benchmark in its own venv (gym-pusht; `make ext-envs`)")
+                   help="evaluate an artifact on an external benchmark in its own venv (gym-pusht, gym-aloha; "
+                        "`make ext-envs`)")
+    p.add_argument("--max-steps", type=int, help="--external: cut episodes short of the benchmark's limit")
     p.add_argument("--trajectories", metavar="NPZ",
                    help="--external: write every step's benchmark state and sent action to this .npz")
 
@@ -163,7 +165,7 @@ def run_external(args: argparse.Namespace) -> int:
     if args.disturbance_sweep or args.compare:
         raise RobolearnError("--external does not combine with --disturbance-sweep / --compare")
     report = evaluate_external(args.path, args.external, episodes=50 if args.episodes is None else args.episodes,
-                               seed=args.seed, trajectories=args.trajectories)
+                               seed=args.seed, trajectories=args.trajectories, max_steps=args.max_steps)
     out = Path(args.out or f"{Path(args.path)}-eval")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"eval-{args.external}.json").write_text(json.dumps(report, indent=2))

@@ -90,7 +90,14 @@ class ExternalBenchmark:
 BENCHMARKS: dict[str, ExternalBenchmark] = {
     "gym-pusht": ExternalBenchmark("gym-pusht", ("push-t",), ("gym-pusht",),
                                    "Push-T (pymunk), coverage-based success (Chi et al. 2023; LeRobot)"),
+    "gym-aloha": ExternalBenchmark("gym-aloha", ("bimanual-transfer-cube", "bimanual-insertion"), ("gym-aloha",),
+                                   "ACT's simulated ALOHA transfer-cube and insertion (dm_control, MuJoCo 3.x)"),
 }
+ALOHA_IDS = {"bimanual-transfer-cube": "gym_aloha/AlohaTransferCube-v0",
+             "bimanual-insertion": "gym_aloha/AlohaInsertion-v0"}
+ALOHA_OBS = ("left_joint_pos", "left_gripper", "right_joint_pos", "right_gripper",
+             "left_joint_vel", "left_gripper_vel", "right_joint_vel", "right_gripper_vel")
+"""robolearn's bimanual policy terms; gym-aloha's qpos (14) then qvel (14), same order and units."""
 
 RUNTIME_PACKAGES = ("numpy", "pyyaml", "safetensors", "onnxruntime")
 """What `import robolearn.export.runtime` needs in an external venv (robolearn itself goes in with --no-deps)."""
@@ -118,18 +125,22 @@ def _benchmark(name: str) -> ExternalBenchmark:
 
 
 def evaluate_external(artifact: str | Path, benchmark: str, *, episodes: int = 50, seed: int = 0,
-                      timeout_s: float | None = None, trajectories: str | Path | None = None) -> dict[str, Any]:
+                      timeout_s: float | None = None, trajectories: str | Path | None = None,
+                      max_steps: int | None = None) -> dict[str, Any]:
     """Roll the artifact out on `benchmark` in the benchmark's venv; return the worker's report.
 
     The report holds success_rate, mean_max_coverage (gym-pusht), per-episode results, the worker's python
     (`python`) and whether torch was importable there (`torch_available`, expected False). `trajectories`:
     where the worker writes an .npz with every step's raw benchmark state and the action it was sent.
+    `max_steps` cuts episodes short of the benchmark's limit (gym-aloha renders three 480 x 640 views a step).
     """
     from robolearn.export.artifact import read_manifest
 
     bench = _benchmark(benchmark)
     if episodes < 1:
         raise ExternalEvalError(f"--episodes must be >= 1, got {episodes}")
+    if max_steps is not None and max_steps < 1:
+        raise ExternalEvalError(f"--max-steps must be >= 1, got {max_steps}")
     artifact = Path(artifact).resolve()
     manifest = read_manifest(artifact)
     if manifest["task"] not in bench.tasks:
@@ -144,9 +155,11 @@ def evaluate_external(artifact: str | Path, benchmark: str, *, episodes: int = 5
                "--episodes", str(episodes), "--seed", str(seed), "--result", str(result)]
         if trajectories is not None:
             cmd += ["--trajectories", str(Path(trajectories).resolve())]
+        if max_steps is not None:
+            cmd += ["--max-steps", str(max_steps)]
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
         env |= {"PYTHONPATH": str(ROOT), "SDL_VIDEODRIVER": "dummy", "PYGAME_HIDE_SUPPORT_PROMPT": "1",
-                "OMP_NUM_THREADS": "1"}
+                "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -198,7 +211,8 @@ def _pusht_episode_fns(runtime: Any) -> tuple[dict[str, Any], Callable[[Any], An
     return kwargs, observe, act
 
 
-def _worker_pusht(runtime: Any, episodes: int, seed: int, traj: list[dict[str, np.ndarray]] | None) -> dict[str, Any]:
+def _worker_pusht(runtime: Any, episodes: int, seed: int, traj: list[dict[str, np.ndarray]] | None,
+                  max_steps: int | None = None) -> dict[str, Any]:
     import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
     import gymnasium as gym
 
@@ -220,7 +234,7 @@ def _worker_pusht(runtime: Any, episodes: int, seed: int, traj: list[dict[str, n
             steps += 1
             max_cov = max(max_cov, float(info["coverage"]))
             success = success or bool(info["is_success"])
-            if terminated or truncated:
+            if terminated or truncated or (max_steps is not None and steps >= max_steps):
                 break
         results.append({"seed": seed + ep, "success": success, "max_coverage": max_cov,
                         "final_coverage": float(info["coverage"]), "steps": steps})
@@ -233,7 +247,79 @@ def _worker_pusht(runtime: Any, episodes: int, seed: int, traj: list[dict[str, n
             "per_episode": results, "versions": _versions("gym_pusht", "gymnasium", "pymunk")}
 
 
-WORKERS = {"gym-pusht": _worker_pusht}
+def resize_nearest(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Nearest-neighbour resize of an (H, W, C) image (numpy only: the external venvs need no OpenCV)."""
+    rows = (np.arange(h) * img.shape[0] / h).astype(np.int64)
+    cols = (np.arange(w) * img.shape[1] / w).astype(np.int64)
+    return np.ascontiguousarray(img[rows][:, cols])
+
+
+def _worker_aloha(runtime: Any, episodes: int, seed: int, traj: list[dict[str, np.ndarray]] | None,
+                  max_steps: int | None = None) -> dict[str, Any]:
+    """gym-aloha rollouts of a bimanual joint_pos artifact: qpos/qvel → the policy terms, actions → gym-aloha's 14.
+
+    Both sides order per arm (left first) 6 joint angles [rad] and the gripper normalized 0 closed … 1 open, so
+    the mapping is the identity in physical units: the runtime's `to_physical` (scale/offset of the manifest) gives
+    joint targets [rad] and the gripper opening 0…1, which is gym-aloha's action. qvel comes from the dm_control
+    task (`get_qvel`; gym-aloha's observation keeps only qpos). The top camera (480 x 640) is resized to the
+    artifact's image input; wrist cameras do not exist in gym-aloha.
+    """
+    import gym_aloha  # noqa: F401  (registers gym_aloha/*)
+    import gymnasium as gym
+
+    m = runtime.manifest
+    terms = {t["name"]: t["dim"] for t in m["observation"]["terms"]}
+    if list(terms) != list(ALOHA_OBS):
+        raise ExternalEvalError(f"{runtime.path}: observation terms {list(terms)}; gym-aloha gives {list(ALOHA_OBS)}")
+    acts = [t["name"] for t in m["action"]["terms"]]
+    if acts != ["left_joint_pos", "left_gripper", "right_joint_pos", "right_gripper"]:
+        raise ExternalEvalError(f"{runtime.path}: action terms {acts}; gym-aloha takes joint_pos actions "
+                                "(action_mode joint_pos)")
+    inputs = m["observation"].get("inputs", [])
+    floats = [s for s in inputs if s["dtype"] == "float32"]
+    images = {s["key"]: tuple(s["shape"]) for s in inputs if s["dtype"] == "uint8"}
+    other = [k for k in images if k != "observation.images.top"]
+    if other:
+        raise ExternalEvalError(f"{runtime.path}: camera inputs {other} do not exist in gym-aloha (top only)")
+    env = gym.make(ALOHA_IDS[m["task"]], obs_type="pixels_agent_pos")
+    limit = env.spec.max_episode_steps if max_steps is None else max_steps
+    inner = env.unwrapped._env  # dm_control Environment: physics and task (for qvel)
+    results = []
+    for ep in range(episodes):
+        obs, info = env.reset(seed=seed + ep)
+        runtime.reset()
+        success, steps, reward_max = False, 0, 0.0
+        states, actions = [], []
+        while steps < limit:
+            qvel = np.asarray(inner.task.get_qvel(inner.physics), dtype=np.float32)
+            vec = np.concatenate([np.asarray(obs["agent_pos"], dtype=np.float32), qvel])
+            x: Any = vec
+            if images:
+                h, w, _ = images["observation.images.top"]
+                top = obs["pixels"]["top"]
+                x = {**{s["key"]: vec[s["offset"]:s["offset"] + s["shape"][0]] for s in floats},
+                     "observation.images.top": top if top.shape[:2] == (h, w) else resize_nearest(top, h, w)}
+            a = runtime.to_physical(runtime.act(x))
+            if traj is not None:
+                states.append(vec)
+                actions.append(a)
+            obs, reward, terminated, truncated, info = env.step(a)
+            steps += 1
+            reward_max = max(reward_max, float(reward))
+            success = success or bool(info["is_success"])
+            if terminated or truncated:
+                break
+        results.append({"seed": seed + ep, "success": success, "max_reward": reward_max, "steps": steps})
+        if traj is not None:
+            traj.append({"qpos_qvel": np.array(states), "action": np.array(actions)})
+    env.close()
+    return {"success_rate": float(np.mean([r["success"] for r in results])),
+            "mean_max_reward": float(np.mean([r["max_reward"] for r in results])),
+            "mean_steps": float(np.mean([r["steps"] for r in results])), "max_steps": limit,
+            "per_episode": results, "versions": _versions("gym_aloha", "gymnasium", "mujoco", "dm_control")}
+
+
+WORKERS: dict[str, Callable[..., dict[str, Any]]] = {"gym-pusht": _worker_pusht, "gym-aloha": _worker_aloha}
 
 
 def _versions(*dists: str) -> dict[str, str]:
@@ -255,7 +341,7 @@ def _worker(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     runtime = PolicyRuntime.load(args.artifact)
     traj: list[dict[str, np.ndarray]] | None = [] if args.trajectories else None
-    report = WORKERS[args.benchmark](runtime, args.episodes, args.seed, traj)
+    report = WORKERS[args.benchmark](runtime, args.episodes, args.seed, traj, args.max_steps)
     report = {"benchmark": args.benchmark, "task": runtime.manifest["task"], "artifact": str(args.artifact),
               "policy": runtime.manifest["network"]["kind"], "episodes": args.episodes, "seed": args.seed,
               **report, "python": sys.executable, "torch_available": importlib.util.find_spec("torch") is not None,
@@ -277,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--result", required=True, help="where to write the JSON report")
     w.add_argument("--trajectories", help="optional .npz of per-step benchmark states and actions")
+    w.add_argument("--max-steps", type=int, help="cut episodes shorter than the benchmark's limit")
     args = p.parse_args(argv)
     try:
         return _worker(args)

@@ -110,3 +110,44 @@ def test_cli_eval_external(pusht_artifact: Path, tmp_path: Path, capsys: pytest.
     r = json.loads(line)
     assert r["episodes"] == 1 and set(r) >= {"success_rate", "mean_max_coverage", "python", "torch_available"}
     assert json.loads((tmp_path / "ev" / "eval-gym-pusht.json").read_text())["per_episode"][0]["seed"] == 12345
+
+
+ALOHA_MISSING = venv_missing_reason("gym-aloha")
+needs_aloha = pytest.mark.skipif(ALOHA_MISSING is not None, reason=ALOHA_MISSING or "")
+
+
+def hold_pose_policy(spec) -> MLPPolicy:
+    """A bimanual MLP commanding the measured qpos back (a = (qpos − offset) / scale): the arms should hold still
+    in gym-aloha only if qpos, joint units, gripper normalization and the action order all match."""
+    scale = torch.tensor([s for t in spec.action.terms for s in t.scale])
+    offset = torch.tensor([o for t in spec.action.terms for o in t.offset])
+    p = MLPPolicy(spec.obs_dims["policy"], 14, hidden=(14,), activation="tanh", output="clamp")
+    k = 0.05
+    first, last = p.mlp.linears
+    with torch.no_grad():
+        for lin in (first, last):
+            lin.weight.zero_()
+            lin.bias.zero_()
+        first.weight[:, :14] = k * torch.eye(14)  # qpos terms come first
+        last.weight.copy_(torch.diag(1.0 / (k * scale)))
+        last.bias.copy_(-offset / scale)
+        p.normalizer.eps = 0.0
+    return p.eval()
+
+
+@needs_aloha
+def test_bimanual_artifact_runs_in_the_gym_aloha_venv(tmp_path: Path) -> None:
+    spec = _spec("bimanual-transfer-cube")
+    art = export_policy(hold_pose_policy(spec), spec, tmp_path / "art", source={"kind": "hand-set-hold-pose"})
+    traj = tmp_path / "traj.npz"
+    r = evaluate_external(art, "gym-aloha", episodes=2, seed=1, max_steps=4, trajectories=traj)
+    assert r["benchmark"] == "gym-aloha" and r["task"] == "bimanual-transfer-cube" and r["torch_available"] is False
+    assert Path(r["python"]) == venv_python("gym-aloha")
+    assert r["success_rate"] == 0.0 and [e["steps"] for e in r["per_episode"]] == [4, 4]
+    z = np.load(traj)
+    for i in range(2):
+        q, a = z[f"qpos_qvel_{i}"], z[f"action_{i}"]
+        assert q.shape == (4, 28) and a.shape == (4, 14)
+        np.testing.assert_allclose(q[0, :6], [0.0, -0.96, 1.16, 0.0, -0.3, 0.0], atol=1e-3)  # ACT's start pose
+        np.testing.assert_allclose(a, q[:, :14], atol=2e-3)  # the command is the measured qpos
+        np.testing.assert_allclose(q[-1, :14], q[0, :14], atol=0.05)  # and the arms hold it
