@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from robolearn.cli.main import main as cli
+from robolearn.data.stats import compute_stats, load_stats, save_stats
+from robolearn.data.store import EpisodeStore, EpisodeWriter, Feature
 from robolearn.envs import registry
 from robolearn.envs.manipulation.pusht import px_to_world, world_to_px
 from robolearn.eval.external import (
@@ -25,14 +27,39 @@ from robolearn.eval.external import (
     venv_python,
 )
 from robolearn.export import export_policy
+from robolearn.export.chunked import export_chunk_policy
 from robolearn.networks.mlp import MLPPolicy
+from robolearn.policies.act import ACTConfig, ACTPolicy
+from robolearn.policies.common import resolve_features
 
 PUSHT_MISSING = venv_missing_reason("gym-pusht")
 needs_pusht = pytest.mark.skipif(PUSHT_MISSING is not None, reason=PUSHT_MISSING or "")
 
 
-def _spec(task: str):
-    return registry.env_class(task).make_spec(registry.cfg_class(task)())
+def _spec(task: str, **cfg):
+    return registry.env_class(task).make_spec(registry.cfg_class(task)(**cfg))
+
+
+def camera_act_artifact(tmp: Path, task: str, hw: tuple[int, int]) -> Path:
+    """An untrained tiny ACT reading the task's state and a top camera of size `hw` (what gym-* must feed)."""
+    spec = _spec(task, cameras=("top",))
+    state, cam = "observation.policy", "observation.images.top"
+    feats = {state: Feature((spec.obs_dims["policy"],)), "action": Feature((spec.action.dim,)),
+             cam: Feature((*hw, 3), "uint8", axes=("height", "width", "channel"))}
+    rng = np.random.default_rng(0)
+    with EpisodeWriter(tmp / "d.zarr", feats, fps=spec.action.rate_hz, durable=False) as w:
+        for n in (5, 4):
+            w.add_episode({state: rng.normal(size=(n, spec.obs_dims["policy"])).astype(np.float32),
+                           "action": rng.uniform(-1, 1, (n, spec.action.dim)).astype(np.float32),
+                           cam: rng.integers(0, 256, (n, *hw, 3), dtype=np.uint8)})
+    save_stats(tmp / "d.zarr", compute_stats(tmp / "d.zarr"))
+    store = EpisodeStore(tmp / "d.zarr")
+    cfg = ACTConfig(chunk_size=4, dim_model=16, n_heads=2, dim_feedforward=32, n_encoder_layers=1,
+                    n_decoder_layers=1, n_vae_encoder_layers=1, latent_dim=4, dropout=0.0, backbone_width=4,
+                    image_shift=2, n_action_steps=2)
+    torch.manual_seed(0)
+    policy = ACTPolicy(cfg, resolve_features(store, cfg.state_keys, None), load_stats(store)).eval()
+    return export_chunk_policy(policy, tmp / "act", spec, source={"kind": "untrained-tiny-act"})
 
 
 def chase_block_policy() -> MLPPolicy:
@@ -103,6 +130,13 @@ def test_pusht_artifact_runs_in_the_gym_pusht_venv(pusht_artifact: Path, tmp_pat
 
 
 @needs_pusht
+def test_pusht_camera_act_artifact(tmp_path: Path) -> None:
+    art = camera_act_artifact(tmp_path, "push-t", (24, 24))  # gym-pusht renders at the artifact's size
+    r = evaluate_external(art, "gym-pusht", episodes=1, max_steps=5)
+    assert r["policy"] == "act" and r["torch_available"] is False and r["per_episode"][0]["steps"] == 5
+
+
+@needs_pusht
 def test_cli_eval_external(pusht_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["eval", str(pusht_artifact), "--external", "gym-pusht", "--episodes", "1", "--out",
                 str(tmp_path / "ev")]) == 0
@@ -151,3 +185,10 @@ def test_bimanual_artifact_runs_in_the_gym_aloha_venv(tmp_path: Path) -> None:
         np.testing.assert_allclose(q[0, :6], [0.0, -0.96, 1.16, 0.0, -0.3, 0.0], atol=1e-3)  # ACT's start pose
         np.testing.assert_allclose(a, q[:, :14], atol=2e-3)  # the command is the measured qpos
         np.testing.assert_allclose(q[-1, :14], q[0, :14], atol=0.05)  # and the arms hold it
+
+
+@needs_aloha
+def test_aloha_camera_act_artifact(tmp_path: Path) -> None:
+    art = camera_act_artifact(tmp_path, "bimanual-transfer-cube", (24, 32))  # the 480 x 640 top view, resized
+    r = evaluate_external(art, "gym-aloha", episodes=1, max_steps=2)
+    assert r["policy"] == "act" and r["torch_available"] is False and r["per_episode"][0]["steps"] == 2
