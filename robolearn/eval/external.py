@@ -103,11 +103,14 @@ RUNTIME_PACKAGES = ("numpy", "pyyaml", "safetensors", "onnxruntime")
 """What `import robolearn.export.runtime` needs in an external venv (robolearn itself goes in with --no-deps)."""
 
 
+def external_python(name: str) -> Path:
+    """The python of the external venv `name` ($ROBOLEARN_EXT_VENVS or the repository root, then .venv-<name>)."""
+    return Path(os.environ.get(VENVS_ENV) or ROOT) / f".venv-{name}" / "bin" / "python"
+
+
 def venv_python(benchmark: str) -> Path:
-    """The python of the benchmark's venv ($ROBOLEARN_EXT_VENVS or the repository root, then .venv-<name>)."""
-    bench = _benchmark(benchmark)
-    base = Path(os.environ.get(VENVS_ENV) or ROOT)
-    return base / bench.venv_name / "bin" / "python"
+    """The python of the benchmark's venv (see `external_python`)."""
+    return external_python(_benchmark(benchmark).name)
 
 
 def venv_missing_reason(benchmark: str) -> str | None:
