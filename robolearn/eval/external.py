@@ -1,4 +1,4 @@
-"""Evaluate an exported policy artifact on an external benchmark (gym-pusht) in that benchmark's own virtualenv.
+"""Evaluate an exported policy artifact on an external benchmark (gym-pusht, gym-aloha) in its own virtualenv.
 
 External benchmark packages pin their own simulator/OpenCV releases, so they never enter the main environment.
 Each lives in a virtualenv of its own (`make ext-envs` builds `.venv-gym-pusht`) holding the benchmark, numpy,
@@ -15,6 +15,11 @@ the action (normalized, a ↦ 0.256 a m through the manifest's scale/offset) goe
 through `world_to_px`. With a camera input (`observation.images.top`) gym-pusht runs with obs_type
 "pixels_agent_pos", rendered at the artifact's image size. Success is gym-pusht's own `is_success`
 (coverage > 0.95); the report also gives the mean over episodes of each episode's maximum coverage.
+
+gym-aloha ↔ robolearn `bimanual-transfer-cube` / `bimanual-insertion` (joint_pos action mode): see `_worker_aloha`;
+success is gym-aloha's `is_success` (reward 4, ACT's last stage), the report gives the mean of each episode's
+maximum reward (0…4). gym-aloha renders three 480 x 640 views every step (~0.5 s a step on a 2-core CPU without a
+GPU), so `max_steps` exists to keep checks short.
 """
 
 from __future__ import annotations
