@@ -84,6 +84,13 @@ def pusht_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_policy(chase_block_policy(), _spec("push-t"), out, source={"kind": "hand-set-chase-block"})
 
 
+@pytest.fixture(scope="module")
+def bimanual_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = _spec("bimanual-transfer-cube")
+    out = tmp_path_factory.mktemp("bimanual") / "artifact"
+    return export_policy(hold_pose_policy(spec), spec, out, source={"kind": "hand-set-hold-pose"})
+
+
 def test_numpy_mappings_match_the_task() -> None:
     rng = np.random.default_rng(0)
     px = np.c_[rng.uniform(0, 512, (64, 4)), rng.uniform(0, 2 * math.pi, 64)]
@@ -92,13 +99,13 @@ def test_numpy_mappings_match_the_task() -> None:
     np.testing.assert_allclose(pusht_world_to_px(world[:, :2].numpy()), world_to_px(world).numpy()[:, :2], atol=1e-3)
 
 
-def test_wrong_task_and_unknown_benchmark(tmp_path: Path) -> None:
-    hover = registry.env_class("quadrotor-hover").make_spec(registry.cfg_class("quadrotor-hover")())
-    art = export_policy(MLPPolicy(hover.obs_dims["policy"], hover.action.dim), hover, tmp_path / "a", source={})
-    with pytest.raises(ExternalEvalError, match=r"task 'quadrotor-hover' cannot be evaluated on 'gym-pusht'"):
-        evaluate_external(art, "gym-pusht", episodes=1)
+def test_wrong_task_and_unknown_benchmark(bimanual_artifact: Path, pusht_artifact: Path) -> None:
+    with pytest.raises(ExternalEvalError, match=r"task 'bimanual-transfer-cube' cannot be evaluated on 'gym-pusht'"):
+        evaluate_external(bimanual_artifact, "gym-pusht", episodes=1)
+    with pytest.raises(ExternalEvalError, match=r"task 'push-t' cannot be evaluated on 'gym-aloha'"):
+        evaluate_external(pusht_artifact, "gym-aloha", episodes=1)
     with pytest.raises(ExternalEvalError, match=r"unknown external benchmark 'gym-nope'"):
-        evaluate_external(art, "gym-nope")
+        evaluate_external(pusht_artifact, "gym-nope")
 
 
 def test_missing_venv_is_one_clear_error(pusht_artifact: Path, tmp_path: Path,
@@ -170,11 +177,9 @@ def hold_pose_policy(spec) -> MLPPolicy:
 
 
 @needs_aloha
-def test_bimanual_artifact_runs_in_the_gym_aloha_venv(tmp_path: Path) -> None:
-    spec = _spec("bimanual-transfer-cube")
-    art = export_policy(hold_pose_policy(spec), spec, tmp_path / "art", source={"kind": "hand-set-hold-pose"})
+def test_bimanual_artifact_runs_in_the_gym_aloha_venv(bimanual_artifact: Path, tmp_path: Path) -> None:
     traj = tmp_path / "traj.npz"
-    r = evaluate_external(art, "gym-aloha", episodes=2, seed=1, max_steps=4, trajectories=traj)
+    r = evaluate_external(bimanual_artifact, "gym-aloha", episodes=2, seed=1, max_steps=4, trajectories=traj)
     assert r["benchmark"] == "gym-aloha" and r["task"] == "bimanual-transfer-cube" and r["torch_available"] is False
     assert Path(r["python"]) == venv_python("gym-aloha")
     assert r["success_rate"] == 0.0 and [e["steps"] for e in r["per_episode"]] == [4, 4]
@@ -190,5 +195,5 @@ def test_bimanual_artifact_runs_in_the_gym_aloha_venv(tmp_path: Path) -> None:
 @needs_aloha
 def test_aloha_camera_act_artifact(tmp_path: Path) -> None:
     art = camera_act_artifact(tmp_path, "bimanual-transfer-cube", (24, 32))  # the 480 x 640 top view, resized
-    r = evaluate_external(art, "gym-aloha", episodes=1, max_steps=2)
-    assert r["policy"] == "act" and r["torch_available"] is False and r["per_episode"][0]["steps"] == 2
+    r = evaluate_external(art, "gym-aloha", episodes=1, max_steps=1)
+    assert r["policy"] == "act" and r["torch_available"] is False and r["per_episode"][0]["steps"] == 1
