@@ -200,6 +200,9 @@ def _pusht_episode_fns(runtime: Any) -> tuple[dict[str, Any], Callable[[Any], An
     if len(images) > 1:
         raise ExternalEvalError(f"{runtime.path}: camera inputs {images}; gym-pusht renders one top view")
     kwargs: dict[str, Any] = {"obs_type": "state"}
+    if images and terms != ["agent_pos"]:
+        raise ExternalEvalError(f"{runtime.path}: a camera policy with state terms {terms}; gym-pusht's "
+                                "pixels_agent_pos gives the image and agent_pos only")
     if images:
         h, w, _ = shapes[images[0]]
         kwargs = {"obs_type": "pixels_agent_pos", "observation_width": w, "observation_height": h}
