@@ -8,9 +8,9 @@ TORCH  ?= torch==2.13.0
 EXTRAS ?= dev
 RUN    ?= runs/hover-demo
 
-.PHONY: setup chromium demo test lint bench clean
+.PHONY: setup chromium ext-envs demo test lint bench clean
 
-setup: $(VENV)/.installed chromium
+setup: $(VENV)/.installed chromium ext-envs
 
 # The browser teleop page is tested in Debian's chromium driven by Playwright (no browser download): install it
 # when missing and we may (root with apt-get); otherwise say that those tests will skip. Instant when present.
@@ -20,6 +20,27 @@ chromium:
 	    echo "installing chromium (apt) for the browser page tests"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: no chromium found; the browser page tests will skip (apt-get install chromium)"; fi; }
+
+# External benchmarks pin their own simulator/OpenCV releases, so each gets a venv of its own (.venv-NAME) with the
+# benchmark, the policy runtime's imports and robolearn without its dependencies (no torch): `robolearn eval
+# ARTIFACT --external NAME` runs the artifact there; robosuite (MuJoCo <= 3.9) backs the `robosuite-*` tasks, which
+# step it in a worker process. Build times (2-core machine, warm pip cache): gym-pusht 28 s, gym-aloha 65 s,
+# robosuite 86 s. `make setup EXT_ENVS=` skips them (their tests then skip, saying why).
+EXT_ENVS ?= gym-pusht gym-aloha robosuite
+EXT_PKGS_gym-pusht := gym-pusht
+EXT_PKGS_gym-aloha := gym-aloha
+EXT_PKGS_robosuite := "robosuite>=1.5,<1.6" "mujoco<=3.9"
+EXT_RUNTIME := numpy pyyaml safetensors onnxruntime
+ext-envs: $(foreach e,$(EXT_ENVS),.venv-$(e)/.installed)
+
+.venv-%/.installed: pyproject.toml Makefile
+	rm -rf .venv-$*
+	$(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/pip install --quiet --upgrade pip
+	.venv-$*/bin/pip install --quiet $(EXT_PKGS_$*) $(EXT_RUNTIME)
+	.venv-$*/bin/pip install --quiet --no-deps -e .
+	.venv-$*/bin/python -c "import robolearn.export.runtime, importlib.util as u; assert u.find_spec('torch') is None"
+	touch $@
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -52,4 +73,4 @@ bench: setup
 	$(BIN)/robolearn bench quadrotor-hover-time --json
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-* runs .pytest_cache .ruff_cache

@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the `eval` command."""
     p = sub.add_parser("eval", help="evaluate a run or an exported artifact", description=__doc__)
     p.add_argument("path", help="run directory, artifact directory, or expert:TASK (the task's scripted expert)")
-    p.add_argument("--episodes", type=int, default=1000, help="random-start episodes (run in parallel)")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="random-start episodes (run in parallel; default 1000, with --external 50)")
     p.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
     p.add_argument("--out", help="where to write eval.json, flight.png, flight.mp4 (default: next to the input)")
     p.add_argument("--no-video", action="store_true", help="skip the MP4")
@@ -41,6 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="--disturbance-sweep: forces as fractions of the task's horizontal force limit")
     p.add_argument("--push-start", type=float, default=1.0, help="--disturbance-sweep: push time [s]")
     p.add_argument("--push-duration", type=float, default=0.2, help="--disturbance-sweep: push duration [s]")
+    p.add_argument("--external", metavar="BENCHMARK",
+                   help="evaluate an artifact on an external benchmark in its own venv (gym-pusht, gym-aloha; "
+                        "`make ext-envs`)")
+    p.add_argument("--max-steps", type=int, help="--external: cut episodes short of the benchmark's limit")
+    p.add_argument("--trajectories", metavar="NPZ",
+                   help="--external: write every step's benchmark state and sent action to this .npz")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from robolearn.learners.imitation import find_imitation_checkpoint
     from robolearn.learners.runner import load_policy, load_run_cfg
 
+    if args.external:
+        return run_external(args)
+    if args.trajectories:
+        raise RobolearnError("--trajectories is for --external")
+    args.episodes = 1000 if args.episodes is None else args.episodes
     if args.disturbance_sweep:
         return run_sweep(args)
     if args.compare:
@@ -140,6 +152,24 @@ def run(args: argparse.Namespace) -> int:
             print(f"{k:16s} {metrics[k]:.4f}")
     for name, f in files.items():
         print(f"{name:16s} {f}")
+    return 0
+
+
+def run_external(args: argparse.Namespace) -> int:
+    """`--external BENCHMARK`: the artifact rolled out in the benchmark's own venv.
+
+    Prints the report as one JSON object and writes it to OUT/eval-BENCHMARK.json (default OUT: ARTIFACT-eval).
+    """
+    from robolearn.eval.external import evaluate_external
+
+    if args.disturbance_sweep or args.compare:
+        raise RobolearnError("--external does not combine with --disturbance-sweep / --compare")
+    report = evaluate_external(args.path, args.external, episodes=50 if args.episodes is None else args.episodes,
+                               seed=args.seed, trajectories=args.trajectories, max_steps=args.max_steps)
+    out = Path(args.out or f"{Path(args.path)}-eval")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"eval-{args.external}.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k != "per_episode"}))
     return 0
 
 

@@ -88,6 +88,12 @@ TASKS: dict[str, TaskEntry] = {
         "Go1-class quadruped (MuJoCo): stand up on the two hind legs and walk on them",
         extra="sim",
     ),
+    "robosuite-lift": TaskEntry(
+        "robolearn.envs.robosuite_env:RobosuiteEnv",
+        "robolearn.envs.robosuite_env:RobosuiteCfg",
+        "robosuite 1.5 Lift, Panda (runs in .venv-robosuite: robosuite needs MuJoCo <= 3.9; `make ext-envs`)",
+        extra="robosuite",
+    ),
 }
 
 

@@ -9,7 +9,9 @@ from robolearn.core.env import NonFiniteActionError
 from robolearn.core.errors import RobolearnError
 from robolearn.envs import registry
 
-TASKS = list(registry.TASKS)
+# robosuite-* run in another venv's process (tests/envs/test_robosuite.py covers them: these loops take minutes
+# there, and robosuite's controller internals are not in state_dict, so the round trip is close but not bit-equal)
+TASKS = [t for t in registry.TASKS if registry.entry(t).extra != "robosuite"]
 
 
 def small(task, **kw):

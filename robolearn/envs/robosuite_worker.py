@@ -1,0 +1,153 @@
+"""The robosuite side of `robosuite-*` tasks: N robosuite envs in one process of the robosuite venv, over pipes.
+
+robosuite 1.5 needs MuJoCo <= 3.9 while robolearn uses MuJoCo 4, so it runs in `.venv-robosuite` (`make ext-envs`)
+as `python -m robolearn.envs.robosuite_worker` and talks to `robolearn.envs.robosuite_env.RobosuiteEnv` over its
+stdin/stdout. This module imports only numpy at module level (robosuite inside the worker), and the wire format
+is numpy's own .npy (readable across numpy 1.x/2.x, which the two venvs hold):
+
+    message = one JSON line {"cmd" | "error" | ..., "arrays": [names], "sizes": [bytes]}, then the .npy records
+
+Commands: init {env_name, robot, control_freq, num_envs, seed, policy_keys, critic_keys} → dims;
+reset [ids] → policy, critic of those envs; step [action (N, A)] → policy, critic, reward, success;
+get_state → state (N, S) (MuJoCo's flattened physics state); set_state [state] → policy, critic; close.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import traceback
+from typing import IO, Any
+
+import numpy as np
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def send(f: IO[bytes], header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> None:
+    """Write one message: the JSON header line (array names and byte sizes), then each array as .npy."""
+    blobs = {k: _npy(a) for k, a in (arrays or {}).items()}
+    f.write((json.dumps({**header, "arrays": list(blobs), "sizes": [len(b) for b in blobs.values()]}) + "\n")
+            .encode())
+    for b in blobs.values():
+        f.write(b)
+    f.flush()
+
+
+def recv(f: IO[bytes]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read one message; raises EOFError when the other side has gone."""
+    line = f.readline()
+    if not line:
+        raise EOFError("pipe closed")
+    header = json.loads(line)
+    arrays = {}
+    for name, size in zip(header.get("arrays", []), header.get("sizes", []), strict=True):
+        blob = f.read(size)
+        if len(blob) != size:
+            raise EOFError("pipe closed mid-message")
+        arrays[name] = np.lib.format.read_array(io.BytesIO(blob), allow_pickle=False)
+    return header, arrays
+
+
+class _Envs:
+    """The N robosuite envs of one robolearn env (state-only: no renderer, no cameras)."""
+
+    def __init__(self, c: dict[str, Any]) -> None:
+        import robosuite as suite
+
+        self.envs = [suite.make(c["env_name"], robots=c["robot"], has_renderer=False, has_offscreen_renderer=False,
+                                use_camera_obs=False, reward_shaping=True, control_freq=c["control_freq"],
+                                horizon=10**9, ignore_done=True, hard_reset=False, seed=c["seed"] + i)
+                     for i in range(c["num_envs"])]
+        self.keys = {"policy": list(c["policy_keys"]), "critic": list(c["critic_keys"])}
+        self.obs = [e.reset() for e in self.envs]
+        missing = sorted({k for ks in self.keys.values() for k in ks} - set(self.obs[0]))
+        if missing:
+            raise KeyError(f"robosuite {c['env_name']} ({c['robot']}) has no observations {missing} "
+                           f"(has {sorted(self.obs[0])})")
+        self.action_dim = int(self.envs[0].action_spec[0].shape[0])
+
+    def group(self, name: str, ids: list[int]) -> np.ndarray:
+        return np.stack([np.concatenate([np.ravel(self.obs[i][k]) for k in self.keys[name]]) for i in ids])
+
+    def observe(self, ids: list[int]) -> dict[str, np.ndarray]:
+        return {"policy": self.group("policy", ids).astype(np.float32),
+                "critic": self.group("critic", ids).astype(np.float32)}
+
+    def reset(self, ids: list[int]) -> dict[str, np.ndarray]:
+        for i in ids:
+            self.obs[i] = self.envs[i].reset()
+        return self.observe(ids)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Every env's MuJoCo state (time, qpos, qvel, ...) flattened, (N, S) float64."""
+        return {"state": np.stack([e.sim.get_state().flatten() for e in self.envs])}
+
+    def set_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """Restore `get_state`'s output and recompute the observations from it."""
+        for i, e in enumerate(self.envs):
+            e.sim.set_state_from_flattened(state[i])
+            e.sim.forward()
+            for robot in e.robots:  # controllers cache the last pose they read: make them read this one
+                for part in robot.composite_controller.part_controllers.values():
+                    part.update(force=True)
+                robot.composite_controller.reset()
+            self.obs[i] = e._get_observations(force_update=True)
+        return self.observe(list(range(len(self.envs))))
+
+    def step(self, action: np.ndarray) -> dict[str, np.ndarray]:
+        reward = np.zeros(len(self.envs), np.float32)
+        success = np.zeros(len(self.envs), np.bool_)
+        for i, (env, a) in enumerate(zip(self.envs, action, strict=True)):
+            self.obs[i], reward[i], _, _ = env.step(np.asarray(a, np.float64))
+            success[i] = bool(env._check_success())
+        return {**self.observe(list(range(len(self.envs)))), "reward": reward, "success": success}
+
+
+def main() -> int:
+    """Serve commands on stdin/stdout until `close` or EOF; errors go back as {"error": one line}."""
+    out = os.fdopen(os.dup(1), "wb")  # the protocol's channel; stray prints of robosuite go to stderr
+    os.dup2(2, 1)
+    inp = sys.stdin.buffer
+    envs: _Envs | None = None
+    while True:
+        try:
+            header, arrays = recv(inp)
+        except EOFError:
+            return 0
+        cmd = header.get("cmd")
+        try:
+            if cmd == "close":
+                send(out, {"ok": True})
+                return 0
+            if cmd == "init":
+                envs = _Envs(header)
+                d = envs.observe([0])
+                send(out, {"ok": True, "policy_dim": d["policy"].shape[1], "critic_dim": d["critic"].shape[1],
+                           "action_dim": envs.action_dim})
+            elif envs is None:
+                raise RuntimeError(f"'{cmd}' before 'init'")
+            elif cmd == "reset":
+                send(out, {"ok": True}, envs.reset([int(i) for i in arrays["ids"]]))
+            elif cmd == "get_state":
+                send(out, {"ok": True}, envs.get_state())
+            elif cmd == "set_state":
+                send(out, {"ok": True}, envs.set_state(arrays["state"]))
+            elif cmd == "step":
+                send(out, {"ok": True}, envs.step(arrays["action"]))
+            else:
+                raise RuntimeError(f"unknown command '{cmd}'")
+        except Exception as e:  # one line back to the parent, the traceback to stderr
+            traceback.print_exc()
+            msg = " ".join(f"{type(e).__name__}: {e}".split())
+            send(out, {"error": msg})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
