@@ -10,7 +10,7 @@ RUN    ?= runs/hover-demo
 
 .PHONY: setup chromium ext-envs demo test lint bench clean
 
-setup: $(VENV)/.installed chromium ext-envs
+setup: $(VENV)/.installed chromium
 
 # The browser teleop page is tested in Debian's chromium driven by Playwright (no browser download): install it
 # when missing and we may (root with apt-get); otherwise say that those tests will skip. Instant when present.
@@ -25,7 +25,8 @@ chromium:
 # benchmark, the policy runtime's imports and robolearn without its dependencies (no torch): `robolearn eval
 # ARTIFACT --external NAME` runs the artifact there; robosuite (MuJoCo <= 3.9) backs the `robosuite-*` tasks, which
 # step it in a worker process. Build times (2-core machine, warm pip cache): gym-pusht 28 s, gym-aloha 65 s,
-# robosuite 86 s. `make setup EXT_ENVS=` skips them (their tests then skip, saying why).
+# robosuite 86 s. `make test` builds them (`make test EXT_ENVS=` skips them: their tests then skip, saying why);
+# `make demo` does not need them.
 EXT_ENVS ?= gym-pusht gym-aloha robosuite
 EXT_PKGS_gym-pusht := gym-pusht
 EXT_PKGS_gym-aloha := gym-aloha
@@ -61,7 +62,7 @@ demo: setup
 	@echo "video:     $(RUN)/eval/flight.mp4"
 	@echo "artifact:  $(RUN)/artifact  (policy.onnx, weights.safetensors, manifest.json, c/)"
 
-test: setup
+test: setup ext-envs
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
