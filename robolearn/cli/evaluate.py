@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         source, where = runtime.manifest["source"], f"{path}/manifest.json: source"
         kind = runtime.manifest["network"]["kind"]
         if kind == "mlp":
+            if "config" not in source:
+                raise RobolearnError(f"{where}: no 'config' (the training run's settings); cannot rebuild the task "
+                                     "the artifact was trained on")
             cfg = load_run_cfg(source["config"], f"{where}.config")
         else:  # an imitation policy: its task with the run's --set overrides
             from robolearn.learners.imitation import make_eval_env, run_cfg_from_meta
