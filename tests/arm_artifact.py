@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from hover_artifact import fit_clone
 
 from robolearn.core.types import ActionSpec, ActionTerm, ObsTerm, TaskSpec
 from robolearn.envs import registry
@@ -74,14 +75,7 @@ def bc_arm_policy(seed: int = 0, iters: int = 3, steps: int = 60, envs: int = 64
                 q = env.joint_pos + STEP * a  # the joint target the adapter would publish → the task's action
                 act = torch.cat(((q - home) / env.cfg.joint_scale, torch.ones(envs, 1)), -1)
                 obs = env.step(act).obs
-            X, Y = torch.cat(xs), torch.cat(ys)
-            policy.normalizer.update(X[-envs * steps:])
-            for _ in range(epochs):
-                idx = torch.randint(0, len(X), (1024,))
-                loss = (policy.forward_raw(X[idx]).tanh() - Y[idx]).square().mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+            fit_clone(policy, opt, xs, ys, envs * steps, epochs)
         return policy.eval()
     finally:
         torch.set_num_threads(threads)

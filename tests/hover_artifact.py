@@ -85,15 +85,21 @@ def _dagger(seed: int, iters: int, steps: int, envs: int, epochs: int, mode: str
             with torch.no_grad():
                 a = y if it == 0 else policy(x)
             obs = env.step(a).obs
-        X, Y = torch.cat(xs), torch.cat(ys)
-        policy.normalizer.update(X[-envs * steps:])
-        for _ in range(epochs):
-            idx = torch.randint(0, len(X), (1024,))
-            loss = (policy.forward_raw(X[idx]).tanh() - Y[idx]).square().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        fit_clone(policy, opt, xs, ys, envs * steps, epochs)
     return policy.eval()
+
+
+def fit_clone(policy: MLPPolicy, opt: torch.optim.Optimizer, xs: list[torch.Tensor], ys: list[torch.Tensor],
+              new_rows: int, epochs: int) -> None:
+    """One DAgger fit: the normalizer sees the newest `new_rows` states, then regression on all labels so far."""
+    X, Y = torch.cat(xs), torch.cat(ys)
+    policy.normalizer.update(X[-new_rows:])
+    for _ in range(epochs):
+        idx = torch.randint(0, len(X), (1024,))
+        loss = (policy.forward_raw(X[idx]).tanh() - Y[idx]).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 def make_hover_artifact(out: Path, seed: int = 0, mode: str = "rpm") -> Path:
