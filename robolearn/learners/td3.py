@@ -18,7 +18,7 @@ from robolearn.core.env import BatchedEnv
 from robolearn.data.replay import ReplayBuffer
 from robolearn.data.store import Feature
 from robolearn.learners.common import RewardCurriculum, merge_episode_logs
-from robolearn.networks import MLP, EmpiricalNormalizer, MLPPolicy
+from robolearn.networks import EmpiricalNormalizer, EnsembleMLP, MLPPolicy
 
 
 @dataclass(kw_only=True)
@@ -32,7 +32,13 @@ class TD3Cfg:
     updates_per_iteration: int = 2
     """Critic updates per parallel env step."""
     learning_starts: int = 16_384
-    """Transitions collected (with the initial policy plus noise) before learning starts."""
+    """Transitions collected (with the initial policy plus noise) before the critics start learning."""
+    actor_starts: int = 0
+    """Transitions collected before the actor starts learning (a critic warm-up, as in Learning to Fly: 30k);
+    counted like `learning_starts`, and never earlier than it."""
+    n_step: int = 1
+    """Multi-step TD targets: r_t + γ r_t+1 + … + γⁿ Q(s_t+n), cut at episode ends (FastTD3 uses 3). Values
+    propagate n times faster through the horizon; 1 is plain TD3."""
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 0.005
@@ -42,7 +48,9 @@ class TD3Cfg:
     critic_lr: float = 1e-3
     """Critic learning rate."""
     policy_delay: int = 2
-    """Critic updates per actor (and target) update."""
+    """Critic updates per actor update. The critic targets follow every critic update and the actor target every
+    actor update (as in rl_tools' TD3, which Learning to Fly uses: twice as fast a value propagation as updating
+    both targets only with the actor)."""
     exploration_noise: float = 0.1
     """Std of Gaussian action noise while collecting (normalized units)."""
     target_noise: float = 0.2
@@ -63,6 +71,12 @@ class TD3Cfg:
     """Env steps over which the curriculum ramps."""
 
 
+def polyak(net: nn.Module, target: nn.Module, tau: float) -> None:
+    """Move `target` toward `net`: target ← (1 − τ) target + τ net, parameter by parameter."""
+    for p, pt in zip(net.parameters(), target.parameters(), strict=True):
+        pt.lerp_(p, tau)
+
+
 class TD3:
     """Asymmetric TD3 learner over a batched env."""
 
@@ -74,18 +88,27 @@ class TD3:
         self.actor = MLPPolicy(dims["policy"], a_dim, cfg.actor_hidden, cfg.activation, output="tanh").to(dev)
         self.actor.normalizer.until = cfg.normalize_until
         self.critic_norm = EmpiricalNormalizer(dims["critic"], until=cfg.normalize_until).to(dev)
-        self.critics = nn.ModuleList(
-            [MLP(dims["critic"] + a_dim, cfg.critic_hidden, 1, cfg.activation) for _ in range(2)]
-        ).to(dev)
+        self.critics = EnsembleMLP(2, dims["critic"] + a_dim, cfg.critic_hidden, 1, cfg.activation).to(dev)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr)
-        shapes = {"policy": (dims["policy"],), "critic": (dims["critic"],), "action": (a_dim,), "reward": (),
-                  "next_policy": (dims["policy"],), "next_critic": (dims["critic"],), "terminated": ()}
+        shapes = {
+            "policy": (dims["policy"],),
+            "critic": (dims["critic"],),
+            "action": (a_dim,),
+            "reward": (),
+            "next_policy": (dims["policy"],),
+            "next_critic": (dims["critic"],),
+            "terminated": (),
+            "discount": (),
+        }
         self.replay = ReplayBuffer(cfg.buffer_size, {k: Feature(v) for k, v in shapes.items()}, device=dev)
         self.buffer = self.replay.data
         self.curriculum = RewardCurriculum(env, cfg.curriculum, cfg.curriculum_steps) if cfg.curriculum else None
+        if cfg.n_step < 1:
+            raise ValueError(f"td3: n_step must be at least 1, got {cfg.n_step}")
+        self.pending: list[dict[str, Tensor]] = []  # the last n_step parallel transitions, oldest first
         self.obs = env.reset()
         self.env_steps = 0
         self.num_updates = 0
@@ -105,10 +128,9 @@ class TD3:
         """Environment transitions collected per `train_iteration`."""
         return self.env.num_envs
 
-    def q(self, critics: nn.ModuleList, critic_obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        """Twin Q-values (B,), (B,) of normalized critic observations and actions."""
-        x = torch.cat((self.critic_norm(critic_obs), action), -1)
-        return critics[0](x).squeeze(-1), critics[1](x).squeeze(-1)
+    def q(self, critics: EnsembleMLP, critic_obs: Tensor, action: Tensor) -> Tensor:
+        """Twin Q-values (2, B) of normalized critic observations and actions."""
+        return critics(torch.cat((self.critic_norm(critic_obs), action), -1)).squeeze(-1)
 
     @torch.no_grad()
     def act(self, policy_obs: Tensor) -> Tensor:
@@ -121,46 +143,108 @@ class TD3:
         return (action + self.cfg.exploration_noise * torch.randn_like(action)).clamp(-1.0, 1.0)
 
     @torch.no_grad()
-    def store(self, obs: dict, action: Tensor, reward: Tensor, next_obs: dict, terminated: Tensor) -> None:
-        """Append N transitions to the replay buffer; `next_obs` is the pre-reset observation (final_obs)."""
-        self.replay.add({
-            "policy": obs["policy"], "critic": obs["critic"], "action": action, "reward": reward,
-            "next_policy": next_obs["policy"], "next_critic": next_obs["critic"], "terminated": terminated.float(),
-        })
+    def store(
+        self,
+        obs: dict,
+        action: Tensor,
+        reward: Tensor,
+        next_obs: dict,
+        terminated: Tensor,
+        truncated: Tensor | None = None,
+    ) -> None:
+        """Add N parallel transitions; `next_obs` is the pre-reset observation (final_obs).
+
+        With `n_step` > 1 the transitions wait until n steps of each env are known; then the oldest becomes the
+        n-step transition (o_t, a_t, Σ γᵏ r_t+k, o_t+m, terminated, γᵐ), where m ≤ n stops at the episode's end.
+        """
+        if truncated is None:
+            truncated = torch.zeros_like(terminated)
+        self.pending.append(
+            {
+                "policy": obs["policy"],
+                "critic": obs["critic"],
+                "action": action,
+                "reward": reward,
+                "next_policy": next_obs["policy"],
+                "next_critic": next_obs["critic"],
+                "terminated": terminated.float(),
+                "done": (terminated | truncated).float(),
+            }
+        )
+        if len(self.pending) < self.cfg.n_step:
+            return
+        self.replay.add(self.n_step_transition(self.pending, self.cfg.gamma))
+        self.pending.pop(0)
+
+    @staticmethod
+    def n_step_transition(steps: list[dict[str, Tensor]], gamma: float) -> dict[str, Tensor]:
+        """The transition from the oldest of `steps` (consecutive parallel steps), cut at the first episode end."""
+        first = steps[0]
+        ret = torch.zeros_like(first["reward"])
+        alive = torch.ones_like(first["reward"])  # 1 while no episode end came before step k
+        last = torch.zeros_like(first["reward"], dtype=torch.long)  # index of the step whose next obs is used
+        for k, st in enumerate(steps):
+            ret += alive * gamma**k * st["reward"]
+            last = torch.where(alive > 0, k, last)
+            alive = alive * (1.0 - st["done"])
+        rows = torch.arange(len(ret), device=ret.device)
+
+        def at_last(key: str) -> Tensor:
+            return torch.stack([st[key] for st in steps])[last, rows]
+
+        return {
+            "policy": first["policy"],
+            "critic": first["critic"],
+            "action": first["action"],
+            "reward": ret,
+            "next_policy": at_last("next_policy"),
+            "next_critic": at_last("next_critic"),
+            "terminated": at_last("terminated"),
+            "discount": gamma ** (last + 1).to(ret.dtype),
+        }
 
     @torch.no_grad()
-    def td_target(self, reward: Tensor, next_policy: Tensor, next_critic: Tensor, terminated: Tensor) -> Tensor:
-        """Y = r + γ (1 − terminated) min(Q1', Q2')(s', a'); truncated transitions bootstrap."""
+    def td_target(
+        self,
+        reward: Tensor,
+        next_policy: Tensor,
+        next_critic: Tensor,
+        terminated: Tensor,
+        discount: Tensor | float | None = None,
+    ) -> Tensor:
+        """Y = r + γᵐ (1 − terminated) min(Q1', Q2')(s', a'); truncated transitions bootstrap (γᵐ = γ for 1 step)."""
         cfg = self.cfg
         # target policy smoothing: a' = clip(π'(o') + clip(ε, ±c), ±1)
         next_a = self.actor_target(next_policy)
         eps = (cfg.target_noise * torch.randn_like(next_a)).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
         next_a = (next_a + eps).clamp(-1.0, 1.0)
-        q1_t, q2_t = self.q(self.critics_target, next_critic, next_a)
-        return reward + cfg.gamma * (1.0 - terminated) * torch.min(q1_t, q2_t)
+        q_t = self.q(self.critics_target, next_critic, next_a).min(0).values
+        discount = cfg.gamma if discount is None else discount
+        return reward + discount * (1.0 - terminated) * q_t
 
     def update(self) -> dict[str, float]:
-        """One critic step, and every `policy_delay` steps one actor step and a target update."""
+        """One critic step and its target update; every `policy_delay` steps one actor step and its target update."""
         cfg = self.cfg
         b = self.replay.sample(cfg.batch_size)
-        y = self.td_target(b["reward"], b["next_policy"], b["next_critic"], b["terminated"])
-        q1, q2 = self.q(self.critics, b["critic"], b["action"])
-        critic_loss = (q1 - y).square().mean() + (q2 - y).square().mean()
+        y = self.td_target(b["reward"], b["next_policy"], b["next_critic"], b["terminated"], b["discount"])
+        q = self.q(self.critics, b["critic"], b["action"])
+        critic_loss = (q - y).square().mean(1).sum()
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
         self.num_updates += 1
-        logs = {"loss/critic": critic_loss.item(), "q": q1.mean().item()}
-        if self.num_updates % cfg.policy_delay == 0:
+        with torch.no_grad():
+            polyak(self.critics, self.critics_target, cfg.tau)
+        logs = {"loss/critic": critic_loss.item(), "q": q[0].mean().item()}
+        if self.num_updates % cfg.policy_delay == 0 and self.env_steps >= cfg.actor_starts:
             # actor: maximize Q1(s, π(o))
-            actor_loss = -self.q(self.critics, b["critic"], self.actor(b["policy"]))[0].mean()
+            x = torch.cat((self.critic_norm(b["critic"]), self.actor(b["policy"])), -1)
+            actor_loss = -self.critics.member(0, x).mean()  # Q1
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
             with torch.no_grad():
-                for net, target in ((self.actor, self.actor_target), (self.critics, self.critics_target)):
-                    for p, pt in zip(net.parameters(), target.parameters(), strict=True):
-                        pt.lerp_(p, cfg.tau)
+                polyak(self.actor, self.actor_target, cfg.tau)
                 self.actor_target.normalizer.load_state_dict(self.actor.normalizer.state_dict())
             logs["loss/actor"] = actor_loss.item()
         return logs
@@ -172,7 +256,7 @@ class TD3:
             logs.update(self.curriculum.update(self.env_steps))
         action = self.act(self.obs["policy"])
         res = self.env.step(action)
-        self.store(self.obs, action, res.reward, res.info["final_obs"], res.terminated)
+        self.store(self.obs, action, res.reward, res.info["final_obs"], res.terminated, res.truncated)
         self.actor.normalizer.update(self.obs["policy"])
         self.critic_norm.update(self.obs["critic"])
         self.obs = res.obs
@@ -205,7 +289,14 @@ class TD3:
             "env_steps": self.env_steps,
             "num_updates": self.num_updates,
             "obs": dict(self.obs),
+            "pending": self._stacked_pending(),
         }
+
+    def _stacked_pending(self) -> dict[str, Tensor]:
+        """The n-step window's steps not yet turned into transitions, stacked along a new first axis."""
+        if not self.pending:
+            return {}
+        return {k: torch.stack([step[k] for step in self.pending]) for k in self.pending[0]}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` saved."""
@@ -221,3 +312,6 @@ class TD3:
             self.buffer[k][: self.size] = v.to(self.buffer[k].device)
         self.env_steps, self.num_updates = int(state["env_steps"]), int(state["num_updates"])
         self.obs = {k: v.to(self.env.device) for k, v in state["obs"].items()}
+        pending = {k: v.to(self.env.device) for k, v in state.get("pending", {}).items()}
+        steps = len(next(iter(pending.values()))) if pending else 0
+        self.pending = [{k: v[i] for k, v in pending.items()} for i in range(steps)]

@@ -9,10 +9,10 @@ from robolearn.learners.td3 import TD3, TD3Cfg
 def test_td_target_takes_min_of_twin_targets_and_masks_terminated():
     env = registry.make("quadrotor-hover", num_envs=2)
     td3 = TD3(env, TD3Cfg(buffer_size=8, gamma=0.5, target_noise=0.0, critic_hidden=(8,), actor_hidden=(8,)))
-    for net, value in zip(td3.critics_target, (3.0, 5.0), strict=True):  # Q1' ≡ 3, Q2' ≡ 5
-        for p in net.parameters():
-            p.data.zero_()
-        net[-1].bias.data.fill_(value)
+    for p in td3.critics_target.parameters():
+        p.data.zero_()
+    td3.critics_target.biases[-1].data[0].fill_(3.0)  # Q1' ≡ 3
+    td3.critics_target.biases[-1].data[1].fill_(5.0)  # Q2' ≡ 5
     obs = env.reset()
     y = td3.td_target(torch.tensor([1.0, 2.0]), obs["policy"], obs["critic"], torch.tensor([0.0, 1.0]))
     # y = r + γ (1 − d) min(3, 5):  1 + 0.5 * 3 = 2.5;  terminated: 2
@@ -28,3 +28,45 @@ def test_store_wraps_around_the_ring_buffer():
     # 6 transitions into 4 slots: slots 0,1 hold the second batch's last two, 2 the first batch's last
     assert td3.size == 4 and td3.ptr == 2
     assert td3.buffer["reward"].tolist() == [1.0, 1.0, 0.0, 1.0]
+
+
+def test_n_step_transition_sums_discounted_rewards_and_stops_at_episode_ends():
+    """Three parallel envs, 3 steps: env 0 runs on, env 1 terminates at step 1, env 2 is truncated at step 0."""
+    g = 0.5
+
+    def step(k: int, reward: list[float], terminated: list[float], done: list[float]) -> dict:
+        n = torch.tensor([[10.0 * k + i] for i in range(3)])  # next obs tells (step, env) apart
+        return {
+            "policy": n - 10,
+            "critic": n - 10,
+            "action": torch.zeros(3, 1),
+            "reward": torch.tensor(reward),
+            "next_policy": n,
+            "next_critic": n,
+            "terminated": torch.tensor(terminated),
+            "done": torch.tensor(done),
+        }
+
+    steps = [
+        step(1, [1.0, 1.0, 1.0], [0, 0, 0], [0, 0, 1]),
+        step(2, [2.0, 2.0, 2.0], [0, 1, 0], [0, 1, 0]),
+        step(3, [4.0, 4.0, 4.0], [0, 0, 0], [0, 0, 0]),
+    ]
+    t = TD3.n_step_transition(steps, g)
+    # env 0: 1 + .5*2 + .25*4 = 3, bootstraps from step 3's next obs with γ³; env 1: 1 + .5*2 = 2, terminated;
+    # env 2: truncated after its first step: 1, bootstraps from step 1's next obs with γ
+    assert t["reward"].tolist() == [3.0, 2.0, 1.0]
+    assert t["discount"].tolist() == [g**3, g**2, g]
+    assert t["terminated"].tolist() == [0.0, 1.0, 0.0]
+    assert t["next_policy"].squeeze(-1).tolist() == [30.0, 21.0, 12.0]
+
+
+def test_n_step_1_stores_the_plain_transition():
+    env = registry.make("quadrotor-hover", num_envs=2)
+    td3 = TD3(env, TD3Cfg(buffer_size=8, gamma=0.9, critic_hidden=(8,), actor_hidden=(8,)))
+    obs = env.reset()
+    td3.store(obs, torch.zeros(2, 4), torch.tensor([1.0, 2.0]), obs, torch.tensor([False, True]))
+    assert td3.size == 2
+    assert td3.buffer["reward"][:2].tolist() == [1.0, 2.0]
+    assert torch.allclose(td3.buffer["discount"][:2], torch.tensor([0.9, 0.9]))
+    assert td3.buffer["terminated"][:2].tolist() == [0.0, 1.0]

@@ -42,6 +42,10 @@ class QuadrotorCfg(EnvCfg):
     """"rpm": four normalized motor commands; "ctbr": collective thrust + body-rate setpoints."""
     action_history: int = 32
     """Number of past actions in the policy observation (the motors lag; the history lets the policy know)."""
+    critic_action_history: bool = False
+    """Also give the critic the policy's action history. Off by default: the critic sees the Markov state (true
+    pose, velocities and motor speeds), which already holds what the history tells the policy about the lagging
+    motors; 4 × `action_history` more inputs only slow its learning (Learning to Fly's critic has no history)."""
     compile: bool = False
     """torch.compile the physics step (worth it for large num_envs)."""
     init_pos: float = 0.2
@@ -153,8 +157,10 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         self.disturbance_dim = self.disturbance_dim_of(cfg)
         limits = [cfg.disturbance_max_force] * 3 + [cfg.disturbance_max_torque] * (self.disturbance_dim - 3)
         if not all(math.isfinite(x) and x > 0 for x in limits):
-            raise RobolearnError(f"{self.spec.name}: disturbance_max_force/torque must be positive and finite, got "
-                             f"{cfg.disturbance_max_force}/{cfg.disturbance_max_torque}")
+            raise RobolearnError(
+                f"{self.spec.name}: disturbance_max_force/torque must be positive and finite, got "
+                f"{cfg.disturbance_max_force}/{cfg.disturbance_max_torque}"
+            )
         self.disturbance_limit = torch.tensor(limits, device=dev)
         self.disturbance = torch.zeros(n, self.disturbance_dim, device=dev)
         self.episode_force = torch.zeros(n, 3, device=dev)
@@ -195,8 +201,13 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
             ObsTerm("rotation_matrix", 9, "", "body-to-world rotation, row-major"),
             ObsTerm("lin_vel", 3, "m/s", "linear velocity (minus reference velocity), world frame"),
             ObsTerm("ang_vel", 3, "rad/s", "angular velocity, body frame (gyro)"),
-            ObsTerm("action_history", 4 * cfg.action_history, "", "previous normalized actions, newest first",
-                    source="last_action"),
+            ObsTerm(
+                "action_history",
+                4 * cfg.action_history,
+                "",
+                "previous normalized actions, newest first",
+                source="last_action",
+            ),
         )
 
     @classmethod
@@ -208,8 +219,14 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         if cfg.action_mode == "rpm":
             up = p.rpm_max - p.hover_rpm
             terms: tuple[ActionTerm, ...] = (
-                ActionTerm("motor_rpm", 4, "rpm", (up,) * 4, (p.hover_rpm,) * 4,
-                           "motor speed setpoints M1..M4 (clamped to the motor range)"),
+                ActionTerm(
+                    "motor_rpm",
+                    4,
+                    "rpm",
+                    (up,) * 4,
+                    (p.hover_rpm,) * 4,
+                    "motor speed setpoints M1..M4 (clamped to the motor range)",
+                ),
             )
         elif cfg.action_mode == "ctbr":
             weight = p.mass * p.gravity
@@ -220,11 +237,15 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         else:
             raise ValueError(f"{cls.task_name}: unknown action_mode '{cfg.action_mode}' (choose 'rpm' or 'ctbr')")
         policy = cls.policy_terms(cfg)
-        critic = policy + (
+        critic = (policy if cfg.critic_action_history else policy[:-1]) + (
             ObsTerm("motor_rpm", 4, "", "true motor speeds / max rpm"),
-            ObsTerm("disturbance", cls.disturbance_dim_of(cfg), "N*10" if cls.disturbance_dim_of(cfg) == 3
-                    else "N*10|N*m*1000", "external force ×10 (episode force + set_disturbance), world frame"
-                    + ("" if cls.disturbance_dim_of(cfg) == 3 else "; set torque ×1000, world frame")),
+            ObsTerm(
+                "disturbance",
+                cls.disturbance_dim_of(cfg),
+                "N*10" if cls.disturbance_dim_of(cfg) == 3 else "N*10|N*m*1000",
+                "external force ×10 (episode force + set_disturbance), world frame"
+                + ("" if cls.disturbance_dim_of(cfg) == 3 else "; set torque ×1000, world frame"),
+            ),
             ObsTerm("params", 7, "", "randomized mass, inertia(3), thrust scale, torque coef, motor tau / nominal"),
         )
         return TaskSpec(
@@ -283,9 +304,10 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
             ),
             -1,
         )
+        history = (self.action_hist.flatten(1),) if cfg.critic_action_history else ()
         critic = torch.cat(
             (
-                pos_err, rot, vel_err, s.ang_vel, self.action_hist.flatten(1),
+                pos_err, rot, vel_err, s.ang_vel, *history,
                 s.rpm / self.params.rpm_max, self._disturbance_obs(), s.bp.as_tensor(),
             ),
             -1,
@@ -417,4 +439,3 @@ class TrackEnv(QuadrotorEnv):
         pos, vel = self.reference(self.time)
         self.goal[env_ids] = pos[env_ids]
         self.goal_vel[env_ids] = vel[env_ids]
-
