@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "diffusion-train": "robolearn.policies.bench:diffusion_train",
     "policy-latency": "robolearn.policies.bench:policy_latency",
     "quadruped-step": "robolearn.envs.quadruped.bench:quadruped_step",
+    "quadruped-train-time": "robolearn.learners.bench:quadruped_train_time",
 }
 
 

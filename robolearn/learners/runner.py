@@ -56,6 +56,10 @@ class RunCfg:
     """Episodes per evaluation (run in parallel)."""
     stop_success: float | None = None
     """Stop as soon as an evaluation reaches this success rate (e.g. 0.95)."""
+    stop_below: dict[str, float] = field(default_factory=dict)
+    """Stop as soon as an evaluation has every named metric at or below its bound, e.g. {"tracking_error": 0.2,
+    "terminated": 0.05} for a walking policy (names as the evaluation reports them, without "eval/"). With
+    `stop_success` too, both must hold."""
     runs_root: str = "runs"
     """Where new run directories are created."""
     name: str = ""
@@ -71,6 +75,21 @@ class RunCfg:
     fights MuJoCo's thread pool (~10x slower on 2 cores)."""
     extra: dict[str, str] = field(default_factory=dict)
     """Free-form notes saved with the run (e.g. operator, hardware)."""
+
+
+def criterion_met(cfg: RunCfg, evaluation: dict[str, float]) -> bool:
+    """Whether an evaluation ({"eval/<metric>": value}) meets the run's stop criterion (False when it has none)."""
+    if cfg.stop_success is None and not cfg.stop_below:
+        return False
+    if cfg.stop_success is not None and evaluation.get("eval/success", 0.0) < cfg.stop_success:
+        return False
+    for name, bound in cfg.stop_below.items():
+        if f"eval/{name}" not in evaluation:
+            have = sorted(k.removeprefix("eval/") for k in evaluation)
+            raise ConfigError(f"stop_below: the evaluation of {cfg.task} has no metric '{name}' (it has {have})")
+        if not evaluation[f"eval/{name}"] <= bound:  # NaN never meets a bound
+            return False
+    return True
 
 
 def run_cfg_class(task: str, learner: str) -> type[RunCfg]:
@@ -231,7 +250,7 @@ class Trainer:
                                      **{k: v for k, v in logs.items() if _is_scalar(v)}})
                 if self.iteration % cfg.checkpoint_every == 0:
                     self.save()
-                if cfg.stop_success is not None and last_eval.get("eval/success", 0.0) >= cfg.stop_success:
+                if last_eval and criterion_met(cfg, last_eval):
                     stop_reason = "success"
                 elif cfg.max_env_steps is not None and env_steps >= cfg.max_env_steps:
                     stop_reason = "max_env_steps"

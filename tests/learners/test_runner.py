@@ -80,3 +80,39 @@ def test_resolved_config_is_saved_and_reloads_equal(tmp_path):
 
     again = load_run_cfg_file(trainer.run_dir / "config.yaml")
     assert dataclasses.asdict(again) == dataclasses.asdict(cfg)
+
+
+def test_stop_criterion_combines_success_and_upper_bounds(tmp_path):
+    from robolearn.learners.runner import criterion_met
+
+    cfg = run_cfg("ppo", tmp_path, stop_below={"tracking_error": 0.2, "terminated": 0.05})
+    assert criterion_met(cfg, {"eval/tracking_error": 0.2, "eval/terminated": 0.0})
+    assert not criterion_met(cfg, {"eval/tracking_error": 0.21, "eval/terminated": 0.0})
+    assert not criterion_met(cfg, {"eval/tracking_error": float("nan"), "eval/terminated": 0.0})
+    both = dataclasses.replace(cfg, stop_success=0.9)
+    assert not criterion_met(both, {"eval/success": 0.8, "eval/tracking_error": 0.1, "eval/terminated": 0.0})
+    assert criterion_met(both, {"eval/success": 0.9, "eval/tracking_error": 0.1, "eval/terminated": 0.0})
+    assert not criterion_met(run_cfg("ppo", tmp_path), {"eval/success": 1.0})  # no criterion: never stops early
+    with pytest.raises(ConfigError, match="no metric 'tracking_error'"):
+        criterion_met(cfg, {"eval/success": 1.0})
+
+
+def test_run_stops_at_the_first_evaluation_meeting_stop_below(tmp_path):
+    short = {"num_envs": 16, "episode_length_s": 0.5}
+    cfg = run_cfg("ppo", tmp_path, iterations=50, eval_every=2, eval_episodes=8, env=short,
+                  stop_below={"length_s": 1e9})
+    summary = Trainer(cfg, quiet=True).train()
+    assert summary["stop_reason"] == "success" and summary["iterations"] == 2
+    never = run_cfg("ppo", tmp_path, iterations=4, eval_every=2, eval_episodes=8, env=short,
+                    stop_below={"length_s": -1.0})
+    assert Trainer(never, quiet=True).train()["stop_reason"] == "iterations"
+
+
+def test_quadruped_train_time_bench_reports_the_criterion():
+    from robolearn.learners.bench import quadruped_train_time
+
+    out = quadruped_train_time(["--num-envs", "4", "--eval-episodes", "2", "--eval-every", "1",
+                                "--max-tracking-error", "100", "--max-falls", "1"])
+    assert out["met"] and out["iterations"] == 1 and out["num_envs"] == 4
+    assert out["tracking_error"] <= 100 and 0.0 <= out["fall_rate"] <= 1.0
+    assert out["criterion"] == {"tracking_error": 100.0, "terminated": 1.0}
