@@ -29,7 +29,7 @@ def rng_state() -> dict[str, torch.Tensor]:
     state["numpy_gauss"] = torch.tensor([np_state[3], np_state[4]], dtype=torch.float64)  # cached normal draw
     py = random.getstate()
     state["python"] = torch.tensor(py[1], dtype=torch.int64)
-    state["python_gauss"] = torch.tensor([float("nan") if py[2] is None else py[2]], dtype=torch.float64)
+    state["python_gauss"] = torch.tensor([py[2] is not None, py[2] or 0.0], dtype=torch.float64)  # cached draw
     return state
 
 
@@ -42,8 +42,8 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
     has_gauss, gauss = state["numpy_gauss"].tolist() if "numpy_gauss" in state else (0, 0.0)
     np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(state["numpy_pos"][0]),
                          int(has_gauss), float(gauss)))
-    py_gauss = float(state["python_gauss"][0]) if "python_gauss" in state else float("nan")
-    random.setstate((3, tuple(int(x) for x in state["python"].tolist()), None if py_gauss != py_gauss else py_gauss))
+    has_py_gauss, py_gauss = state["python_gauss"].tolist() if "python_gauss" in state else (0, 0.0)
+    random.setstate((3, tuple(int(x) for x in state["python"].tolist()), py_gauss if has_py_gauss else None))
 
 
 @contextmanager
