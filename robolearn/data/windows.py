@@ -9,6 +9,9 @@ Speed: when the needed keys fit in memory (`cache=None` decides: half of the ava
 into numpy arrays at construction, before DataLoader workers fork, so workers share them and a batch is one fancy
 index per key. Otherwise decoded chunks are kept in a per-process LRU. `loader()` hands whole index batches to
 `__getitem__`, which skips per-sample collation.
+
+Training order: `EpochBatches` gives each epoch a permutation seeded by (seed, epoch) and keeps its position as
+state, so a resumed run continues with exactly the batch that was next.
 """
 
 from __future__ import annotations
