@@ -7,7 +7,8 @@ torchrun --nproc-per-node 2 -m robolearn.cli.main train --config configs/quadrot
 
 robolearn train act --dataset demos.zarr --task quadrotor-hover --steps 3000 --policy.chunk-size 10
 robolearn train diffusion --dataset demos.zarr --task quadrotor-hover --set init_max_angle_deg=10 \
-    --policy.num-inference-steps 3 --eval-every 1000
+    --policy.num-inference-steps 3 --eval-every 1000 --lr-schedule cosine --warmup-steps 500
+robolearn train diffusion --resume runs/demos-diffusion-20261207-060000   # continue a killed run, bit-exact on CPU
   imitation options: --dataset D.zarr (required), --task T (evaluation rollouts + shape checks), --set FIELD=VALUE
   (task config for evaluation), --config PRESET.yaml, --run-dir, and any run/policy field as a flag (--steps,
   --batch-size, --eval-episodes, --device, --init CKPT, --policy.<field>; `robolearn train act --help` lists them)
@@ -44,9 +45,12 @@ def run_imitation(kind: str, args: argparse.Namespace, rest: list[str]) -> int:
     from robolearn.core.config import from_dict
     from robolearn.learners.imitation import RUN_CFGS, ImitationTrainer
 
-    if args.learner or args.resume:
-        raise ConfigError(f"train {kind}: --learner and --resume are for RL runs (use --init CKPT to start from "
-                          "a checkpoint)")
+    if args.learner:
+        raise ConfigError(f"train {kind}: --learner is for RL runs")
+    if args.resume and args.run_dir:
+        raise ConfigError(f"train {kind}: --resume continues RUN_DIR in place; give no --run-dir")
+    if args.resume and not (args.config or args.task or rest):
+        return _print(ImitationTrainer.resume(args.resume, kind=kind, quiet=args.quiet).train())
     p = argparse.ArgumentParser(prog=f"robolearn train {kind}", add_help=False)
     p.add_argument("--dataset")
     p.add_argument("--set", action="append", default=[], dest="env_set")
@@ -59,18 +63,24 @@ def run_imitation(kind: str, args: argparse.Namespace, rest: list[str]) -> int:
         data["task"] = args.task
     if known.env_set:
         data["env_set"] = [*data.get("env_set", []), *known.env_set]
-    if "dataset" not in data and not any(o in ("-h", "--help") for o in overrides):
+    if "dataset" not in data and not args.resume and not any(o in ("-h", "--help") for o in overrides):
         raise ConfigError(f"train {kind}: no dataset given (use --dataset D.zarr)")
     data.setdefault("dataset", "")
     cfg = from_dict(cls, data, source=args.config or "command line")
     cfg = parse_overrides(cls, cfg, overrides, prog=f"robolearn train {kind}")
+    if args.resume:  # the same command again with --resume: its config must be the run's
+        return _print(ImitationTrainer.resume(args.resume, kind=kind, quiet=args.quiet, expect=cfg).train())
     run_dir = None
     if args.run_dir:
         run_dir = Path(args.run_dir)
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError(f"{run_dir}: run directory exists and is not empty")
-    summary = ImitationTrainer(cfg, run_dir=run_dir, quiet=args.quiet).train()
-    if summary:  # under torchrun only rank 0 reports
+    return _print(ImitationTrainer(cfg, run_dir=run_dir, quiet=args.quiet).train())
+
+
+def _print(summary: dict) -> int:
+    """Print a run summary (under torchrun only rank 0 has one); exit code 0."""
+    if summary:
         print(json.dumps(summary, indent=2))
     return 0
 
@@ -81,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.overrides and args.overrides[0] in IMITATION:
         return run_imitation(args.overrides[0], args, args.overrides[1:])
+    if args.resume:
+        from robolearn.learners.imitation import ImitationTrainer, is_imitation_run
+
+        if is_imitation_run(args.resume):  # `train --resume RUN_DIR` finds the policy kind in the checkpoint
+            if args.config or args.task or args.learner or args.run_dir or args.overrides:
+                raise ConfigError("--resume continues a run with its saved config; give no other options")
+            return _print(ImitationTrainer.resume(args.resume, quiet=args.quiet).train())
 
     if args.resume:
         if args.config or args.task or args.learner or args.overrides:

@@ -9,18 +9,29 @@ Speed: when the needed keys fit in memory (`cache=None` decides: half of the ava
 into numpy arrays at construction, before DataLoader workers fork, so workers share them and a batch is one fancy
 index per key. Otherwise decoded chunks are kept in a per-process LRU. `loader()` hands whole index batches to
 `__getitem__`, which skips per-sample collation.
+
+Training order: `EpochBatches` gives each epoch a permutation seeded by (seed, epoch) and keeps its position as
+state, so a resumed run continues with exactly the batch that was next.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, get_worker_info
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    get_worker_info,
+)
 
 from robolearn.data.store import DatasetCorruptError, DatasetError, EpisodeStore
 
@@ -184,17 +195,77 @@ class WindowDataset(Dataset):
 
     def loader(self, batch_size: int, shuffle: bool = True, num_workers: int = 0, drop_last: bool = False,
                generator: torch.Generator | None = None, pin_memory: bool = False,
-               persistent_workers: bool = False, **kwargs: Any) -> DataLoader:
+               persistent_workers: bool = False, batches: Sampler[list[int]] | None = None,
+               **kwargs: Any) -> DataLoader:
         """A DataLoader yielding batched dicts; each worker gathers whole batches (no per-sample collation).
 
-        With the cache a batch is a memory gather and workers only add inter-process copies: use 0 workers unless
-        there is per-sample work (no cache, augmentation) and cores to spare.
+        `batches` (e.g. `EpochBatches`) replaces the shuffled or sequential batching. With the cache a batch is a
+        memory gather and workers only add inter-process copies: use 0 workers unless there is per-sample work (no
+        cache, augmentation) and cores to spare.
         """
-        sampler = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
-        return DataLoader(self, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None,
+        if batches is None:
+            sampler = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
+            batches = BatchSampler(sampler, batch_size, drop_last)
+        return DataLoader(self, sampler=batches, batch_size=None, generator=generator,
                           num_workers=num_workers, pin_memory=pin_memory,
                           persistent_workers=persistent_workers and num_workers > 0, **kwargs)
 
     def __repr__(self) -> str:
         d = {k: v.tolist() if len(v) <= 4 else f"{v[0]}..{v[-1]}" for k, v in self.deltas.items()}
         return f"WindowDataset('{self.store.name}', samples={self._n}, episodes={len(self.episodes)}, deltas={d})"
+
+
+class EpochBatches(Sampler[list[int]]):
+    """Training batches of sample indices in a seeded order whose position is state, for an exact resume.
+
+    Epoch e visits the `n` samples in the permutation seeded by (seed, e), cut into batches of `batch_size` (the
+    last, short one dropped with `drop_last`). Iterating yields the rest of the current epoch from the cursor;
+    the consumer calls `advance()` for every batch it has actually used (a DataLoader with workers fetches ahead,
+    so the position cannot be what was fetched), and `state_dict()` / `load_state_dict()` carry
+    (epoch, cursor) across a restart: iterating again continues with the batch that was next.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, drop_last: bool = True) -> None:
+        if n <= 0 or batch_size <= 0:
+            raise ValueError(f"EpochBatches needs n > 0 and batch_size > 0, got n={n}, batch_size={batch_size}")
+        if drop_last and n < batch_size:
+            raise ValueError(f"{n} samples make no full batch of {batch_size} (use drop_last=False)")
+        self.n, self.batch_size, self.seed, self.drop_last = n, batch_size, seed, drop_last
+        self.epoch, self.cursor = 0, 0
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The sample permutation of `epoch` (a pure function of seed and epoch)."""
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)  # own stream, global RNG untouched
+        return torch.randperm(self.n, generator=gen)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        """The remaining batches of the current epoch, from the cursor."""
+        perm = self.order(self.epoch).tolist()
+        starts = range(self.cursor * self.batch_size, len(self) * self.batch_size, self.batch_size)
+        return iter([perm[s:s + self.batch_size] for s in starts])
+
+    def advance(self) -> None:
+        """One batch consumed: move the cursor (to the next epoch after its last batch)."""
+        self.cursor += 1
+        if self.cursor >= len(self):
+            self.epoch, self.cursor = self.epoch + 1, 0
+
+    def state_dict(self) -> dict[str, int]:
+        """Position and what defines the order (checked on load)."""
+        return {"epoch": self.epoch, "cursor": self.cursor, "n": self.n, "batch_size": self.batch_size,
+                "seed": self.seed, "drop_last": int(self.drop_last)}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Continue from a saved position; a different dataset size, batch size or seed is an error."""
+        mine = self.state_dict()
+        for key in ("n", "batch_size", "seed", "drop_last"):
+            if int(state[key]) != mine[key]:
+                raise ValueError(f"sampler state is for {key}={int(state[key])}, this run has {key}={mine[key]} "
+                                 "(the dataset or batch size changed since the checkpoint)")
+        if not 0 <= int(state["cursor"]) < len(self):
+            raise ValueError(f"sampler cursor {int(state['cursor'])} is outside 0..{len(self) - 1}")
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])

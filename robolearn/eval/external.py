@@ -10,7 +10,8 @@ an exported artifact runs outside the training environment. Only numpy and the r
 module level, so the worker imports nothing the external venv lacks.
 
 gym-pusht ↔ robolearn `push-t` (robolearn/envs/manipulation/pusht.py, 1 px = 1 mm, origin at the workspace centre,
-y up): observation terms agent_pos, block_pos [m] and block_angle [rad] are gym-pusht's state through `px_to_world`;
+y up): observation terms agent_pos, block_pos [m] and block_angle [rad] are gym-pusht's state through `px_to_world`
+with the angle wrapped to [0, 2π) as push-t observes it (`pusht_px_to_world`);
 the action (normalized, a ↦ 0.256 a m through the manifest's scale/offset) goes back to gym-pusht's target pixels
 through `world_to_px`. With a camera input (`observation.images.top`) gym-pusht runs with obs_type
 "pixels_agent_pos", rendered at the artifact's image size. Success is gym-pusht's own `is_success`
@@ -58,12 +59,17 @@ class ExternalEvalError(RobolearnError):
 
 
 def pusht_px_to_world(state_px: np.ndarray) -> np.ndarray:
-    """gym-pusht state (..., 5) [px, rad] → (agent x, y, block x, y, angle) [m, rad] in push-t's frame."""
+    """gym-pusht state (..., 5) [px, rad] → push-t's observation (agent x, y, block x, y [m], angle [rad]).
+
+    The angle is wrapped to [0, 2π), as push-t observes it: gym-pusht reports angle_px in [0, 2π), and the
+    flipped y axis makes it −angle_px in (−2π, 0], a range no push-t policy saw in training.
+    """
     s = np.asarray(state_px, dtype=np.float64)
     out = np.empty(s.shape, dtype=np.float32)
     out[..., 0:4:2] = (s[..., 0:4:2] - 256) * PX
     out[..., 1:4:2] = (256 - s[..., 1:4:2]) * PX
-    out[..., 4] = -s[..., 4]
+    out[..., 4] = np.mod(-s[..., 4], 2 * math.pi)  # angle = −angle_px, wrapped
+    out[..., 4] = np.where(out[..., 4] >= 2 * math.pi, 0.0, out[..., 4])  # float32 rounding of 2π − tiny
     return out
 
 

@@ -76,3 +76,23 @@ def test_a_missing_chunk_is_refused_before_training(two_episodes: Path) -> None:
     WindowDataset(two_episodes, {"act": [0]}, cache=False)  # other keys are fine
     with pytest.raises(DatasetCorruptError, match=r"key 'obs', episode 1: chunk file c.2.0 \(frames 4-5\) is missing"):
         WindowDataset(two_episodes, {"obs": [0]}, cache=False)
+
+
+def test_epoch_batches_order_position_and_state():
+    from robolearn.data.windows import EpochBatches
+
+    s = EpochBatches(10, 3, seed=7)  # 3 full batches an epoch, the 10th sample of each epoch dropped
+    assert len(s) == 3
+    e0 = list(s)
+    assert len(e0) == 3 and len(set(sum(e0, []))) == 9 and sum(e0, []) == s.order(0)[:9].tolist()
+    for _ in range(4):  # the whole epoch 0 and one batch of epoch 1
+        s.advance()
+    assert (s.epoch, s.cursor) == (1, 1)
+    rest = list(s)
+    assert rest == [s.order(1)[3:6].tolist(), s.order(1)[6:9].tolist()] and s.order(1).tolist() != s.order(0).tolist()
+    fresh = EpochBatches(10, 3, seed=7)
+    fresh.load_state_dict(s.state_dict())
+    assert list(fresh) == rest
+    assert list(EpochBatches(10, 3, seed=7, drop_last=False))[-1] == s.order(0)[9:].tolist()
+    with pytest.raises(ValueError, match="batch_size=3, this run has batch_size=4"):
+        EpochBatches(10, 4, seed=7).load_state_dict(s.state_dict())

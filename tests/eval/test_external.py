@@ -17,7 +17,7 @@ from robolearn.cli.main import main as cli
 from robolearn.data.stats import compute_stats, load_stats, save_stats
 from robolearn.data.store import EpisodeStore, EpisodeWriter, Feature
 from robolearn.envs import registry
-from robolearn.envs.manipulation.pusht import px_to_world, world_to_px
+from robolearn.envs.manipulation.pusht import coverage, px_to_world, world_to_px
 from robolearn.eval.external import (
     ExternalEvalError,
     evaluate_external,
@@ -94,9 +94,65 @@ def bimanual_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_numpy_mappings_match_the_task() -> None:
     rng = np.random.default_rng(0)
     px = np.c_[rng.uniform(0, 512, (64, 4)), rng.uniform(0, 2 * math.pi, 64)]
-    np.testing.assert_allclose(pusht_px_to_world(px), px_to_world(torch.from_numpy(px)).numpy(), atol=1e-6)
     world = px_to_world(torch.from_numpy(px))
+    np.testing.assert_allclose(pusht_px_to_world(px)[:, :4], world.numpy()[:, :4], atol=1e-6)
+    np.testing.assert_allclose(pusht_px_to_world(px)[:, 4], np.mod(world.numpy()[:, 4], 2 * math.pi), atol=1e-6)
     np.testing.assert_allclose(pusht_world_to_px(world[:, :2].numpy()), world_to_px(world).numpy()[:, :2], atol=1e-3)
+
+
+# gym-pusht body states [px, rad] whose block angles lie outside [0, 2π) or are negative (gym-pusht's reset draws
+# them in (−π, π); pushing turns the block any number of times); the agents are far from the blocks
+RAW_PX = np.array([[60.0, 60.0, 300.0, 320.0, -5.0], [450.0, 60.0, 200.0, 250.0, -0.5],
+                   [60.0, 450.0, 256.0, 256.0, math.pi / 4 - 2 * math.pi], [450.0, 450.0, 180.0, 300.0, 3.0],
+                   [60.0, 250.0, 330.0, 200.0, 7.0], [450.0, 250.0, 250.0, 150.0, 13.0]])
+
+
+def pusht_env_at(raw_px: np.ndarray):
+    """robolearn's push-t with its envs put in the gym-pusht body states `raw_px` (as gym-pusht's _set_state)."""
+    env = registry.make("push-t", num_envs=len(raw_px), seed=0)
+    env.reset()
+    env.set_states(torch.arange(len(raw_px)), px_to_world(torch.from_numpy(raw_px)))
+    return env
+
+
+def test_pusht_angle_is_observed_as_push_t_observes_it() -> None:
+    """The adapter's observation of a gym-pusht state equals push-t's own observation of that state, whatever
+    turn the block's angle is on (gym-pusht reports angle_px % 2π; push-t observes its angle in [0, 2π))."""
+    env = pusht_env_at(RAW_PX)
+    obs = env._policy_state().numpy()  # (N, 5) what a push-t policy sees
+    assert ((obs[:, 4] >= 0) & (obs[:, 4] < 2 * math.pi)).all()
+    pose = torch.cat((env.agent_pos, env.block_pose), -1)  # the bodies, angles unwrapped
+    px = world_to_px(pose).numpy()
+    gym_obs = np.c_[px[:, :4], np.mod(-pose[:, 4].double().numpy(), 2 * math.pi)]  # gym-pusht's get_obs
+    np.testing.assert_allclose(pusht_px_to_world(gym_obs), obs, atol=1e-5)
+    # and the same pose covers the goal alike
+    world = torch.from_numpy(pusht_px_to_world(gym_obs)).float()
+    torch.testing.assert_close(coverage(world[:, 2:5]), env.coverage, atol=1e-5, rtol=0)
+
+
+@needs_pusht
+def test_gym_pusht_and_push_t_agree_on_raw_states(tmp_path: Path) -> None:
+    """gym-pusht itself, put in the same raw states: its observation through the adapter is push-t's observation
+    and its coverage push-t's coverage."""
+    import subprocess
+
+    script = (
+        "import json, sys, numpy as np, gymnasium as gym, gym_pusht\n"
+        "env = gym.make('gym_pusht/PushT-v0', obs_type='state')\n"
+        "out = []\n"
+        "for s in json.loads(sys.argv[1]):\n"
+        "    obs, _ = env.reset(seed=0, options={'reset_to_state': s})\n"
+        "    _, _, _, _, info = env.step(np.array(s[:2]))  # hold the agent where it is: nothing moves\n"
+        "    out.append([*obs.tolist(), float(info['coverage'])])\n"
+        "print(json.dumps(out))\n")
+    env_vars = {"SDL_VIDEODRIVER": "dummy", "PYGAME_HIDE_SUPPORT_PROMPT": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([str(venv_python("gym-pusht")), "-c", script, json.dumps(RAW_PX.tolist())],
+                          capture_output=True, text=True, timeout=120, env=env_vars)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))  # (N, 5 + 1)
+    env = pusht_env_at(RAW_PX)
+    np.testing.assert_allclose(pusht_px_to_world(got[:, :5]), env._policy_state().numpy(), atol=1e-4)
+    np.testing.assert_allclose(got[:, 5], env.coverage.numpy(), atol=1e-4)
 
 
 def test_wrong_task_and_unknown_benchmark(bimanual_artifact: Path, pusht_artifact: Path) -> None:
