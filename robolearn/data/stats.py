@@ -50,8 +50,10 @@ def compute_stats(store: EpisodeStore | str, keys: Sequence[str] | None = None, 
     if store.num_frames == 0:
         raise DatasetError(store.name, "has no episodes; nothing to compute statistics of")
     out: Stats = {}
-    for key in keys if keys is not None else list(store.features):
+    for key in keys if keys is not None else [k for k, f in store.features.items() if not f.is_string]:
         f = store.features[key]
+        if f.is_string:
+            raise DatasetError(store.name, "is a string feature (one text per episode): it has no statistics", key=key)
         out_shape = (f.shape[-1],) if f.image else f.shape
         if f.dtype == "uint8":
             hist: np.ndarray | None = None
