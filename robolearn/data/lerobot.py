@@ -25,20 +25,33 @@ import os
 import shutil
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from robolearn.core.errors import require
-from robolearn.data.store import DatasetError, EpisodeStore, EpisodeWriter, Feature, Provenance, StorageOptions
+from robolearn.data.stats import LEROBOT_QUANTILES, compute_stats, uint8_hist
+from robolearn.data.store import (
+    DatasetCorruptError,
+    DatasetError,
+    EpisodeStore,
+    EpisodeWriter,
+    Feature,
+    Provenance,
+    StorageOptions,
+)
+from robolearn.data.video import VideoCodec, VideoWriter
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 BOOKKEEPING = ("timestamp", "frame_index", "episode_index", "index", "task_index")
-CHUNKS_SIZE = 1000
+DEFAULT_CHUNKS_SIZE = 1000  # files per chunk directory
+DEFAULT_DATA_FILE_MB = 100.0  # LeRobot's defaults for data and video file sizes
+DEFAULT_VIDEO_FILE_MB = 200.0
 
 
 def is_lerobot(path: str | os.PathLike[str]) -> bool:
@@ -54,12 +67,16 @@ def _pa() -> tuple[Any, Any]:
 
 # -------------------------------------------------------------------------------------------------------- export
 def _arrow_type(pa: Any, f: Feature) -> Any:
+    if f.is_string:
+        return pa.string()
     base = pa.from_numpy_dtype(np.dtype(f.dtype))
     n = int(np.prod(f.shape, dtype=np.int64))
     return base if f.shape in ((), (1,)) else pa.list_(base, n)
 
 
 def _column(pa: Any, x: np.ndarray, f: Feature) -> Any:
+    if f.is_string:
+        return pa.array([str(v) for v in x], pa.string())
     if f.shape in ((), (1,)):
         return pa.array(x.reshape(-1))
     n = int(np.prod(f.shape, dtype=np.int64))
@@ -67,71 +84,185 @@ def _column(pa: Any, x: np.ndarray, f: Feature) -> Any:
     return pa.FixedSizeListArray.from_arrays(flat, n)
 
 
-def _feature_info(key: str, f: Feature, video: bool, fps: float, codec: str) -> dict[str, Any]:
-    if video:
-        h, w, c = f.shape
-        return {"dtype": "video", "shape": [h, w, c], "names": ["height", "width", "channels"],
-                "info": {"video.height": h, "video.width": w, "video.codec": codec, "video.pix_fmt": "yuv420p",
-                         "video.is_depth_map": False, "video.fps": int(round(fps)), "video.channels": c,
-                         "has_audio": False}}
+def _feature_info(f: Feature) -> dict[str, Any]:
+    if f.is_string:
+        return {"dtype": "string", "shape": [1], "names": None}
     shape = list(f.shape) if f.shape else [1]
-    names = list(f.names) if f.names else None
+    names = list(f.names) if f.names and len(f.shape) == 1 else None
     return {"dtype": f.dtype, "shape": shape, "names": names}
 
 
-class _VideoOut:
-    """One MP4 per image key; episodes appended back to back (pts = global frame index)."""
+def _video_info(f: Feature, fps: float, pix_fmt: str) -> dict[str, Any]:
+    h, w, c = f.shape
+    return {"dtype": "video", "shape": [h, w, c], "names": ["height", "width", "channels"],
+            "info": {"video.height": h, "video.width": w, "video.codec": "h264", "video.pix_fmt": pix_fmt,
+                     "video.is_depth_map": False, "video.fps": _fps_json(fps), "video.channels": c,
+                     "has_audio": False}}
 
-    def __init__(self, path: Path, fps: float, shape: tuple[int, ...], crf: int) -> None:
-        av = require("av", "interop")
+
+def _fps_json(fps: float) -> int | float:
+    return int(round(fps)) if float(fps).is_integer() else float(fps)
+
+
+class _Rollover:
+    """The chunk and file index of one stream of files (data, episode metadata, one camera).
+
+    LeRobot's rule: a file takes episodes until the next would take it past `limit` bytes (a first episode always
+    fits), a chunk directory takes `chunks_size` files.
+    """
+
+    def __init__(self, limit_bytes: float, chunks_size: int) -> None:
+        self.limit, self.chunks_size = limit_bytes, chunks_size
+        self.chunk, self.file, self.bytes = 0, -1, 0.0
+
+    def place(self, nbytes: float) -> bool:
+        """Account for an episode of `nbytes`; True when it starts a new file (chunk/file then name that file)."""
+        if self.file >= 0 and (self.bytes == 0 or self.bytes + nbytes <= self.limit):
+            self.bytes += nbytes
+            return False
+        if self.file < 0:
+            self.file = 0
+        elif self.file == self.chunks_size - 1:
+            self.chunk, self.file = self.chunk + 1, 0
+        else:
+            self.file += 1
+        self.bytes = nbytes
+        return True
+
+
+class _Concat:
+    """One camera MP4 built from per-episode H.264 MP4s by copying their packets (no decoding, no re-encoding).
+
+    Each episode's timestamps are shifted to follow the previous one's.
+    """
+
+    def __init__(self, path: Path, template: Path, fps: float) -> None:
+        self.av = require("av", "interop")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.av = av
-        self.c = av.open(str(path), "w")
-        self.s = self.c.add_stream("libx264", rate=int(round(fps)), options={"crf": str(crf), "g": "2"})
-        self.s.height, self.s.width = shape[0] - shape[0] % 2, shape[1] - shape[1] % 2
-        self.s.pix_fmt = "yuv420p"
+        self.fps = fps
+        self.out = self.av.open(str(path), "w", format="mp4")
+        with self.av.open(str(template)) as src:
+            self.stream = self.out.add_stream_from_template(src.streams.video[0])
         self.frames = 0
 
-    def add(self, frames: np.ndarray) -> None:
-        for img in frames:
-            rgb = img[..., :3] if img.shape[-1] >= 3 else np.repeat(img, 3, axis=-1)
-            vf = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.s.height, : self.s.width]),
-                                                 format="rgb24")
-            vf.pts = self.frames
-            for p in self.s.encode(vf):
-                self.c.mux(p)
-            self.frames += 1
+    def append(self, path: Path) -> int:
+        """Copy all packets of one episode's MP4; returns its frame count."""
+        n = 0
+        with self.av.open(str(path)) as src:
+            s = src.streams.video[0]
+            shift = round(self.frames / self.fps / s.time_base)
+            for packet in src.demux(s):
+                if packet.dts is None:  # the demuxer's empty flush packet
+                    continue
+                packet.pts += shift
+                packet.dts += shift
+                packet.stream = self.stream
+                self.out.mux(packet)
+                n += 1
+        self.frames += n
+        return n
 
     def close(self) -> None:
-        for p in self.s.encode():
-            self.c.mux(p)
-        self.c.close()
+        """Write the MP4 index and close."""
+        self.out.close()
+
+
+def _stream_signature(av: Any, path: Path) -> tuple[Any, ...] | None:
+    """What must agree between episode MP4s to copy their packets into one file: codec, size, pixels, extradata."""
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            cc = s.codec_context
+            return (cc.name, cc.width, cc.height, cc.pix_fmt, bytes(cc.extradata or b""))
+    except Exception:  # noqa: BLE001 - an unreadable file is not remuxed; encoding reports it properly
+        return None
+
+
+def _remuxable(src: EpisodeStore, key: str) -> str | None:
+    """The pix_fmt when every episode of a video feature is an H.264 MP4 with the same stream parameters, else None."""
+    if not src.is_video(key) or src.num_episodes == 0:
+        return None
+    av = require("av", "interop")
+    first = _stream_signature(av, src.video_path(key, 0))
+    if first is None or first[0] != "h264":
+        return None
+    for e in range(1, src.num_episodes):
+        if _stream_signature(av, src.video_path(key, e)) != first:
+            return None
+    return str(first[3])
+
+
+def _array_stats(x: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """LeRobot's per-feature stats of (T, *shape) numbers over time: min/max/mean/std/count and q01..q99."""
+    from robolearn.data.stats import LEROBOT_QUANTILES, quantile_name
+
+    v = np.asarray(x, np.float64).reshape(len(x), *(shape or (1,)))
+    out = {"min": v.min(0), "max": v.max(0), "mean": v.mean(0), "std": v.std(0), "count": np.array([len(v)])}
+    qs = np.quantile(v, list(LEROBOT_QUANTILES), axis=0)
+    out.update({quantile_name(q): qv for q, qv in zip(LEROBOT_QUANTILES, qs, strict=True)})
+    return out
+
+
+def _image_stats(hist: np.ndarray) -> dict[str, np.ndarray]:
+    """LeRobot's per-channel image stats from value histograms (C, 256): values in [0, 1], shaped (C, 1, 1)."""
+    from robolearn.data.stats import LEROBOT_QUANTILES, hist_stats
+
+    st = {k: (v / 255.0).reshape(-1, 1, 1) for k, v in hist_stats(hist, LEROBOT_QUANTILES).items()}
+    return {**st, "count": np.array([int(hist.sum(1)[0])])}
+
+
+def _task_key(src: EpisodeStore, task_key: str | None) -> str | None:
+    strings = [k for k, f in src.features.items() if f.is_string]
+    if task_key is not None:
+        if task_key not in strings:
+            raise DatasetError(src.name, "is not a string feature; --task-key names the task text", key=task_key)
+        return task_key
+    if "task" in strings:
+        return "task"
+    return strings[0] if len(strings) == 1 else None
 
 
 def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os.PathLike[str], *,
-                   task_text: str | None = None, robot_type: str | None = None, crf: int = 18,
-                   data_file_mb: float = 100.0) -> Path:
-    """Write a LeRobot v3.0 dataset at `dest` (a new directory, built beside it and renamed when complete)."""
+                   task_text: str | None = None, task_key: str | None = None, robot_type: str | None = None,
+                   crf: int = 18, gop: int = 2, remux: bool = True, chunks_size: int = DEFAULT_CHUNKS_SIZE,
+                   data_files_size_in_mb: float = DEFAULT_DATA_FILE_MB,
+                   video_files_size_in_mb: float = DEFAULT_VIDEO_FILE_MB) -> Path:
+    """Write a LeRobot v3.0 dataset at `dest` (a new directory, built beside it and renamed when complete).
+
+    Episode task: `task_text` for all, else the string feature `task_key` (default: "task", or the only string
+    feature), else the session's note or task name. Cameras stored as per-episode H.264 MP4 are concatenated by
+    copying packets (`remux`); others are encoded (libx264, `crf`, keyframe every `gop` frames, yuv420p).
+    """
     pa, pq = _pa()
     src = source if isinstance(source, EpisodeStore) else EpisodeStore(source)
     dest_p = Path(dest)
     if dest_p.exists():
         raise DatasetError(str(dest), "already exists; choose a new path (sources are never modified)")
+    if chunks_size < 1 or data_files_size_in_mb <= 0 or video_files_size_in_mb <= 0:
+        raise DatasetError(str(dest), "chunks_size and the file size limits must be positive")
+    if src.num_episodes == 0:
+        raise DatasetError(src.name, "has no episodes; nothing to export")
+    tkey = None if task_text is not None else _task_key(src, task_key)
     for k, f in src.features.items():
         if k in BOOKKEEPING:
             raise DatasetError(src.name, "is a LeRobot bookkeeping column name; rename the feature", key=k)
-        if f.image and (f.shape[0] < 2 or f.shape[1] < 2):
-            raise DatasetError(src.name, f"image {f.shape} too small for a video", key=k)
+        if f.image and f.shape[-1] != 3:
+            raise DatasetError(src.name, f"image {f.shape}: only RGB (H, W, 3) cameras export as LeRobot video", key=k)
     fps = src.fps
-    videos = [k for k, f in src.features.items() if f.image]
-    plain = [k for k in src.features if k not in videos]
+    cams = [k for k, f in src.features.items() if f.image]
+    plain = [k for k in src.features if k not in cams and k != tkey]
+    numeric = [k for k in plain if not src.features[k].is_string]
+    copy_fmt = {k: _remuxable(src, k) if remux else None for k in cams}
+    pix_fmt = {k: copy_fmt[k] or ("yuv420p" if src.features[k].shape[0] % 2 == 0 and src.features[k].shape[1] % 2 == 0
+                                  else "yuv444p") for k in cams}
     tmp = dest_p.parent / f".{dest_p.name}.building-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        # tasks: one per session (its note, else its task name), or the given text for all
         def episode_task(e: int) -> str:
             if task_text is not None:
                 return task_text
+            if tkey is not None:
+                return src.episode_string(tkey, e)
             p = src.provenance(e)
             return str(p.get("note") or p.get("task") or "robolearn episode")
 
@@ -142,67 +273,100 @@ def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os
                            + [pa.field("timestamp", pa.float32()), pa.field("frame_index", pa.int64()),
                               pa.field("episode_index", pa.int64()), pa.field("index", pa.int64()),
                               pa.field("task_index", pa.int64())])
-        outs = {k: _VideoOut(tmp / VIDEO_PATH.format(video_key=k, chunk_index=0, file_index=0), fps,
-                             src.features[k].shape, crf) for k in videos}
-        frame_bytes = sum(src.features[k].frame_bytes for k in plain) + 36
-        per_file = max(1, int(data_file_mb * 1e6 // frame_bytes))
-        writer, file_index, in_file, rows = None, -1, per_file, []
+        data_roll = _Rollover(data_files_size_in_mb * 1e6, chunks_size)
+        video_roll = {k: _Rollover(video_files_size_in_mb * 1e6, chunks_size) for k in cams}
+        videos: dict[str, _Concat] = {}
+        codec = VideoCodec(crf=crf, gop=gop, preset="veryfast")
+        writer: Any = None
+        rows: list[dict[str, Any]] = []
+        hists: dict[str, np.ndarray] = {}
+        books: dict[str, list[np.ndarray]] = {k: [] for k in BOOKKEEPING}
         for e in range(src.num_episodes):
             start, stop = src.episode_bounds(e)
             n = stop - start
-            if in_file + n > per_file and in_file > 0 or writer is None:
+            d = {k: src.read(k, start, stop) for k in plain}
+            book = {"timestamp": (np.arange(n) / fps).astype(np.float32), "frame_index": np.arange(n, dtype=np.int64),
+                    "episode_index": np.full(n, e, np.int64), "index": np.arange(start, stop, dtype=np.int64),
+                    "task_index": np.full(n, task_index[ep_tasks[e]], np.int64)}
+            table = pa.Table.from_arrays([_column(pa, d[k], src.features[k]) for k in plain]
+                                         + [pa.array(book[k]) for k in BOOKKEEPING], schema=schema)
+            if data_roll.place(table.nbytes):
                 if writer is not None:
                     writer.close()
-                file_index += 1
-                in_file = 0
-                path = tmp / DATA_PATH.format(chunk_index=file_index // CHUNKS_SIZE,
-                                              file_index=file_index % CHUNKS_SIZE)
+                path = tmp / DATA_PATH.format(chunk_index=data_roll.chunk, file_index=data_roll.file)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 writer = pq.ParquetWriter(str(path), schema)
-            d = src.read_episode(e)
-            cols = [_column(pa, d[k], src.features[k]) for k in plain]
-            cols += [pa.array((np.arange(n) / fps).astype(np.float32)), pa.array(np.arange(n, dtype=np.int64)),
-                     pa.array(np.full(n, e, np.int64)), pa.array(np.arange(start, stop, dtype=np.int64)),
-                     pa.array(np.full(n, task_index[ep_tasks[e]], np.int64))]
-            writer.write_table(pa.Table.from_arrays(cols, schema=schema))
+            writer.write_table(table)
             row: dict[str, Any] = {"episode_index": e, "tasks": [ep_tasks[e]], "length": n,
-                                   "data/chunk_index": file_index // CHUNKS_SIZE,
-                                   "data/file_index": file_index % CHUNKS_SIZE,
+                                   "data/chunk_index": data_roll.chunk, "data/file_index": data_roll.file,
                                    "dataset_from_index": start, "dataset_to_index": stop}
-            for k in videos:
-                t0 = outs[k].frames / fps
-                outs[k].add(d[k])
-                row.update({f"videos/{k}/chunk_index": 0, f"videos/{k}/file_index": 0,
+            stats: dict[str, dict[str, np.ndarray]] = {k: _array_stats(d[k], src.features[k].shape) for k in numeric}
+            for k in cams:
+                frames = src.read(k, start, stop)
+                h = uint8_hist(frames, True)
+                hists[k] = hists[k] + h if k in hists else h
+                stats[k] = _image_stats(h)
+                if copy_fmt[k]:
+                    mp4 = src.video_path(k, e)
+                else:  # encode this episode alone, then append it like a stored one
+                    mp4 = tmp / ".encode" / f"{k}.mp4"
+                    vw = VideoWriter(mp4, fps, src.features[k].shape, replace(codec, pix_fmt=pix_fmt[k]))
+                    vw.add(frames)
+                    vw.finish()
+                roll = video_roll[k]
+                if roll.place(mp4.stat().st_size):
+                    if k in videos:
+                        videos[k].close()
+                    videos[k] = _Concat(tmp / VIDEO_PATH.format(video_key=k, chunk_index=roll.chunk,
+                                                                file_index=roll.file), mp4, fps)
+                t0 = videos[k].frames / fps
+                got = videos[k].append(mp4)
+                if got != n:
+                    raise DatasetCorruptError(src.name, f"video holds {got} frames, the episode {n}", key=k,
+                                              episodes=e)
+                row.update({f"videos/{k}/chunk_index": roll.chunk, f"videos/{k}/file_index": roll.file,
                             f"videos/{k}/from_timestamp": t0, f"videos/{k}/to_timestamp": t0 + n / fps})
-            row.update({"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
+            for k in BOOKKEEPING:
+                stats[k] = _array_stats(book[k], ())
+                books[k].append(book[k])
+            row.update({f"stats/{k}/{name}": np.asarray(v).tolist() for k, st in stats.items()
+                        for name, v in st.items()})
             rows.append(row)
-            in_file += n
         if writer is not None:
             writer.close()
-        for o in outs.values():
-            o.close()
-        ep_path = tmp / EPISODES_PATH.format(chunk_index=0, file_index=0)
-        ep_path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows), str(ep_path))
+        for v in videos.values():
+            v.close()
+        shutil.rmtree(tmp / ".encode", ignore_errors=True)
+        _write_episodes(pa, pq, rows, tmp, data_files_size_in_mb * 1e6, chunks_size)
         _write_tasks(pa, pq, tasks, tmp / "meta" / "tasks.parquet")
-        (tmp / "meta" / "stats.json").write_text(json.dumps(_stats(src)))
-        codec = "h264"
+        glob = compute_stats(src, numeric, quantiles=LEROBOT_QUANTILES) if numeric else {}
+        stats_json: dict[str, Any] = {}
+        for k in numeric:
+            shape = src.features[k].shape or (1,)
+            stats_json[k] = {n: (np.asarray(v).reshape(shape) if n != "count" else np.array([int(v)])).tolist()
+                             for n, v in glob[k].items()}
+        for k in cams:
+            stats_json[k] = {n: v.tolist() for n, v in _image_stats(hists[k]).items()}
+        for k in BOOKKEEPING:
+            stats_json[k] = {n: v.tolist() for n, v in _array_stats(np.concatenate(books[k]), ()).items()}
+        (tmp / "meta" / "stats.json").write_text(json.dumps(stats_json, indent=2))
+        features = {}
+        for k, f in src.features.items():
+            if k != tkey:
+                features[k] = _video_info(f, fps, pix_fmt[k]) if k in cams else _feature_info(f)
+        features.update({"timestamp": {"dtype": "float32", "shape": [1], "names": None},
+                         **{k: {"dtype": "int64", "shape": [1], "names": None} for k in BOOKKEEPING[1:]}})
         info = {
             "codebase_version": CODEBASE_VERSION,
             "robot_type": robot_type or (src.sessions[0].get("robot") if src.sessions else None) or "unknown",
             "total_episodes": src.num_episodes, "total_frames": src.num_frames, "total_tasks": len(tasks),
-            "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": data_file_mb, "video_files_size_in_mb": 500,
-            "fps": int(round(fps)) if float(fps).is_integer() else fps,
+            "chunks_size": chunks_size, "data_files_size_in_mb": data_files_size_in_mb,
+            "video_files_size_in_mb": video_files_size_in_mb, "fps": _fps_json(fps),
             "splits": {"train": f"0:{src.num_episodes}"},
-            "data_path": DATA_PATH, "video_path": VIDEO_PATH if videos else None,
-            "features": {**{k: _feature_info(k, f, k in videos, fps, codec) for k, f in src.features.items()},
-                         "timestamp": {"dtype": "float32", "shape": [1], "names": None},
-                         "frame_index": {"dtype": "int64", "shape": [1], "names": None},
-                         "episode_index": {"dtype": "int64", "shape": [1], "names": None},
-                         "index": {"dtype": "int64", "shape": [1], "names": None},
-                         "task_index": {"dtype": "int64", "shape": [1], "names": None}},
+            "data_path": DATA_PATH, "video_path": VIDEO_PATH if cams else None, "features": features,
             "robolearn": {"fps": fps, "features": {k: f.to_dict() for k, f in src.features.items()},
-                          "sessions": src.sessions, "source": src.name},
+                          "task_key": tkey, "sessions": src.sessions, "source": src.name,
+                          "videos": {k: "copied" if copy_fmt[k] else "encoded" for k in cams}},
         }
         (tmp / "meta" / "info.json").write_text(json.dumps(info, indent=2))
         os.rename(tmp, dest_p)
@@ -210,6 +374,22 @@ def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest_p
+
+
+def _write_episodes(pa: Any, pq: Any, rows: list[dict[str, Any]], root: Path, limit: float, chunks_size: int) -> None:
+    """meta/episodes/chunk-*/file-*.parquet, rolling over like the data files."""
+    per_row = pa.Table.from_pylist(rows).nbytes / len(rows)
+    roll = _Rollover(limit, chunks_size)
+    files: list[tuple[int, int, list[dict[str, Any]]]] = []
+    for row in rows:
+        if roll.place(per_row):
+            files.append((roll.chunk, roll.file, []))
+        row.update({"meta/episodes/chunk_index": roll.chunk, "meta/episodes/file_index": roll.file})
+        files[-1][2].append(row)
+    for chunk, file, part in files:
+        path = root / EPISODES_PATH.format(chunk_index=chunk, file_index=file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(part), str(path))
 
 
 def _write_tasks(pa: Any, pq: Any, tasks: Sequence[str], path: Path) -> None:
@@ -222,23 +402,6 @@ def _write_tasks(pa: Any, pq: Any, tasks: Sequence[str], path: Path) -> None:
         "creator": {"library": "pyarrow", "version": pa.__version__}, "pandas_version": "2.2.0"}
     table = table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
     pq.write_table(table, str(path))
-
-
-def _stats(src: EpisodeStore) -> dict[str, Any]:
-    from robolearn.data.stats import compute_stats
-
-    out: dict[str, Any] = {}
-    if src.num_frames == 0:
-        return out
-    for k, v in compute_stats(src, max_samples=100_000).items():
-        f = src.features[k]
-        entry = {}
-        for name in ("mean", "std", "min", "max"):
-            x = np.asarray(v[name], np.float64)
-            entry[name] = (x / 255.0).reshape(-1, 1, 1).tolist() if f.image else np.atleast_1d(x).tolist()
-        entry["count"] = [src.num_frames]
-        out[k] = entry
-    return out
 
 
 # -------------------------------------------------------------------------------------------------------- import
