@@ -405,24 +405,37 @@ def _write_tasks(pa: Any, pq: Any, tasks: Sequence[str], path: Path) -> None:
 
 
 # -------------------------------------------------------------------------------------------------------- import
+V21_HELP = ("convert it to v3.0 first with lerobot's script: python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 "
+            "--repo-id=<id> (lerobot >= 0.4)")
+
+
 def _read_info(root: Path) -> dict[str, Any]:
     p = root / "meta" / "info.json"
+    if not root.is_dir():
+        raise DatasetError(str(root), "does not exist or is not a directory")
     if not p.is_file():
-        raise DatasetError(str(root), "is not a LeRobot dataset (no meta/info.json)")
+        raise DatasetError(str(root), "is not a LeRobot dataset: meta/info.json is missing")
     try:
         info = json.loads(p.read_text())
-    except ValueError as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise DatasetError(str(root), f"meta/info.json is not valid JSON: {e}") from None
+    if not isinstance(info, dict):
+        raise DatasetError(str(root), "meta/info.json is not a JSON object")
     version = str(info.get("codebase_version", ""))
     if not version.startswith("v3"):
-        raise DatasetError(str(root), f"is LeRobot {version or 'of unknown version'}; only v3.x is read "
-                                      "(convert older datasets with lerobot's v2.1 -> v3.0 script first)")
+        raise DatasetError(str(root), f"meta/info.json says LeRobot {version or 'of unknown version'}; only v3.x is "
+                                      f"read: {V21_HELP}")
+    for k in ("fps", "features", "total_episodes", "total_frames"):
+        if k not in info:
+            raise DatasetError(str(root), f"meta/info.json has no '{k}'")
     return info
 
 
 def _feature_from_info(key: str, spec: dict[str, Any]) -> Feature:
     dtype = spec["dtype"]
     shape = tuple(int(s) for s in spec["shape"])
+    if dtype == "string":
+        return Feature((), "string")
     if dtype in ("video", "image"):
         if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4):  # (C, H, W) in old datasets
             shape = (shape[1], shape[2], shape[0])
@@ -435,41 +448,47 @@ def _feature_from_info(key: str, spec: dict[str, Any]) -> Feature:
     if shape == (1,):
         shape = ()
         names = None
-    if dtype == "string":
-        raise DatasetError(key, "string features are not supported")
     return Feature(shape, dtype, names=tuple(names) if names else None)
 
 
-def _read_table(pq: Any, root: Path, pattern: str) -> Any:
-    pa = require("pyarrow", "interop")
+def _read_table(pa: Any, pq: Any, root: Path, pattern: str) -> Any:
     files = sorted(root.glob(pattern))
     if not files:
         raise DatasetError(str(root), f"has no files matching {pattern}")
-    return pa.concat_tables([pq.read_table(str(f)) for f in files])
+    tables = []
+    for f in files:
+        try:
+            tables.append(pq.read_table(str(f)))
+        except Exception as e:  # noqa: BLE001 - pyarrow's errors for damaged files are many
+            raise DatasetError(str(root), f"{f.relative_to(root)} cannot be read ({type(e).__name__}: {e})") from None
+    return pa.concat_tables(tables, promote_options="default")
 
 
-def _decode_video(path: Path, start: float, stop: float, fps: float, n: int, dataset: str, key: str,
+def _decode_video(path: Path, rel: str, start: float, stop: float, fps: float, n: int, dataset: str, key: str,
                   episode: int) -> np.ndarray:
     """Frames with timestamps in [start, stop) (to half a frame) of one video file, as (n, H, W, 3) uint8."""
     av = require("av", "interop")
     if not path.is_file():
-        raise DatasetError(dataset, f"video file {path} is missing", key=key, episodes=episode)
+        raise DatasetError(dataset, f"video file {rel} is missing", key=key, episodes=episode)
     out = []
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        if start > 0:
-            c.seek(int(max(0.0, start - 1.0) / s.time_base), stream=s, backward=True)
-        half = 0.5 / fps
-        for frame in c.decode(s):
-            t = float(frame.pts * s.time_base) if frame.pts is not None else float(frame.time)
-            if t < start - half:
-                continue
-            if t >= stop - half or len(out) == n:
-                break
-            out.append(frame.to_ndarray(format="rgb24"))
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            if start > 0:
+                c.seek(int(max(0.0, start - 1.0) / s.time_base), stream=s, backward=True)
+            half = 0.5 / fps
+            for frame in c.decode(s):
+                t = float(frame.pts * s.time_base) if frame.pts is not None else float(frame.time)
+                if t < start - half:
+                    continue
+                if t >= stop - half or len(out) == n:
+                    break
+                out.append(frame.to_ndarray(format="rgb24"))
+    except av.FFmpegError as e:
+        raise DatasetError(dataset, f"video file {rel} cannot be decoded ({e})", key=key, episodes=episode) from None
     if len(out) != n:
-        raise DatasetError(dataset, f"video {path.name} holds {len(out)} frames in [{start:.3f}, {stop:.3f}) s, "
-                                    f"the episode has {n}", key=key, episodes=episode)
+        raise DatasetError(dataset, f"video file {rel} holds {len(out)} frames in [{start:.3f}, {stop:.3f}) s, the "
+                                    f"episode has {n}", key=key, episodes=episode)
     return np.stack(out)
 
 
@@ -480,42 +499,107 @@ def _decode_image(cell: Any) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
+def _read_tasks(pq: Any, root: Path) -> dict[int, str]:
+    """task_index -> text from meta/tasks.parquet (the text is the pandas index, or a "task" column)."""
+    p = root / "meta" / "tasks.parquet"
+    if not p.is_file():
+        raise DatasetError(str(root), "meta/tasks.parquet is missing")
+    t = pq.read_table(str(p)).to_pydict()
+    text = t.get("task") or t.get("__index_level_0__")
+    if text is None or "task_index" not in t:
+        raise DatasetError(str(root), "meta/tasks.parquet has no task text and task_index columns")
+    return {int(i): str(s) for i, s in zip(t["task_index"], text, strict=True)}
+
+
+def _import_stats(stats_path: Path, features: dict[str, Feature], episodes: int, frames: int) -> dict[str, Any] | None:
+    """meta/stats.json as the store's stats attribute (images back to 0..255 per channel); None if incomplete."""
+    from robolearn.data.stats import STAT_NAMES
+
+    if not stats_path.is_file():
+        return None
+    try:
+        raw = json.loads(stats_path.read_text())
+    except ValueError:
+        return None
+    out: dict[str, dict[str, Any]] = {}
+    for k, f in features.items():
+        if f.is_string:
+            continue
+        st = raw.get(k)
+        if not isinstance(st, dict) or any(n not in st for n in STAT_NAMES):
+            return None
+        shape = (f.shape[-1],) if f.image else f.shape
+        entry = {}
+        for n, v in st.items():
+            x = np.asarray(v, np.float64)
+            if n == "count":
+                entry[n] = int(x.reshape(-1)[0])
+                continue
+            if x.size != int(np.prod(shape, dtype=np.int64)):
+                return None
+            entry[n] = (x.reshape(shape) * (255.0 if f.image else 1.0)).tolist()
+        out[k] = entry
+    return {"episodes": episodes, "frames": frames, "computed": "meta/stats.json of the LeRobot dataset",
+            "features": out}
+
+
 def import_lerobot(source: str | os.PathLike[str], dest: str | os.PathLike[str],
                    storage: StorageOptions | None = None) -> EpisodeStore:
-    """Read a LeRobot v3 dataset into a new episode store (one session per run of episodes with the same task)."""
+    """Read a LeRobot v3 dataset into a new episode store.
+
+    Every file the episode metadata points at (data and video files of any chunk, rolled over or not) is read;
+    the episode's task becomes the string feature "task" (or, for a dataset this exporter wrote, the feature it
+    came from), and a new session starts at each change of task. Global stats (quantiles included) are kept.
+    """
     pa, pq = _pa()
     root = Path(source)
     name = str(root)
     info = _read_info(root)
     fps = float(info["fps"])
     specs = {k: v for k, v in info["features"].items() if k not in BOOKKEEPING}
-    exact = (info.get("robolearn") or {}).get("features") or {}
-    features = {}
-    for k, v in specs.items():
-        if v["dtype"] == "string":
-            continue
-        features[k] = Feature.from_dict(exact[k]) if k in exact else _feature_from_info(k, v)
+    ours = info.get("robolearn") or {}
+    exact = ours.get("features") or {}
+    try:
+        features = {k: Feature.from_dict(exact[k]) if k in exact else _feature_from_info(k, v)
+                    for k, v in specs.items()}
+    except (KeyError, TypeError, ValueError) as e:
+        raise DatasetError(name, f"meta/info.json has a feature spec robolearn cannot read: {e!r}") from None
+    task_key = ours.get("task_key") if ours else ("task" if "task" not in features else None)
+    if task_key is not None:
+        features[task_key] = Feature.from_dict(exact[task_key]) if task_key in exact else Feature((), "string")
+    if not features:
+        raise DatasetError(name, "meta/info.json lists no features besides the bookkeeping columns")
     if Path(dest).exists():
         raise DatasetError(str(dest), "already exists; choose a new path (sources are never modified)")
-    episodes = _read_table(pq, root, "meta/episodes/*/*.parquet").to_pylist()
+    episodes = _read_table(pa, pq, root, "meta/episodes/*/*.parquet").to_pylist()
     episodes.sort(key=lambda r: r["episode_index"])
-    tasks_path = root / "meta" / "tasks.parquet"
-    task_names: dict[int, str] = {}
-    if tasks_path.is_file():
-        t = pq.read_table(str(tasks_path)).to_pydict()
-        text = t.get("task") or t.get("__index_level_0__") or []
-        task_names = dict(zip(t.get("task_index", []), text, strict=False))
+    need = ("episode_index", "length", "data/chunk_index", "data/file_index", "dataset_from_index", "dataset_to_index")
+    for r in episodes[:1]:
+        for c in need:
+            if c not in r:
+                raise DatasetError(name, f"meta/episodes files have no column '{c}'")
+    if len(episodes) != int(info["total_episodes"]):
+        raise DatasetError(name, f"meta/info.json says {info['total_episodes']} episodes, meta/episodes lists "
+                                 f"{len(episodes)}")
+    if sum(int(r["length"]) for r in episodes) != int(info["total_frames"]):
+        raise DatasetError(name, f"meta/info.json says {info['total_frames']} frames, the episode lengths in "
+                                 f"meta/episodes add up to {sum(int(r['length']) for r in episodes)}")
+    task_names = _read_tasks(pq, root)
+    data_path = info.get("data_path") or DATA_PATH
     data_cache: dict[tuple[int, int], Any] = {}
 
-    def data_table(chunk: int, file: int) -> Any:
+    def data_table(chunk: int, file: int) -> tuple[Any, np.ndarray | None, str]:
         if (chunk, file) not in data_cache:
             data_cache.clear()  # one file at a time in memory
-            p = root / info.get("data_path", DATA_PATH).format(chunk_index=chunk, file_index=file)
-            if not p.is_file():
-                raise DatasetError(name, f"data file {p.relative_to(root)} is missing")
-            tbl = pq.read_table(str(p))
+            rel = data_path.format(chunk_index=chunk, file_index=file)
+            if not (root / rel).is_file():
+                raise DatasetError(name, f"data file {rel} is missing")
+            try:
+                tbl = pq.read_table(str(root / rel))
+            except Exception as e:  # noqa: BLE001
+                raise DatasetError(name, f"data file {rel} cannot be read ({type(e).__name__}: {e})") from None
             data_cache[(chunk, file)] = (tbl, np.asarray(tbl.column("index")) if "index" in tbl.column_names
-                                         else None)
+                                         else None, rel)
         return data_cache[(chunk, file)]
 
     tmp = Path(dest).parent / f".{Path(dest).name}.building-{uuid.uuid4().hex[:8]}"
@@ -524,20 +608,7 @@ def import_lerobot(source: str | os.PathLike[str], dest: str | os.PathLike[str],
         last_task: str | None = None
         for row in episodes:
             e = int(row["episode_index"])
-            tasks = row.get("tasks") or []
-            task = ", ".join(tasks) if tasks else ""
-            if writer is None or task != last_task:
-                if writer is not None:
-                    writer.close()
-                sessions = (info.get("robolearn") or {}).get("sessions") or []
-                base = {k: v for k, v in (sessions[0] if len(sessions) == 1 else {}).items() if k != "first_episode"}
-                prov = {**base, **Provenance(source="lerobot", robot=str(info.get("robot_type") or ""),
-                                             note=task, extra={"lerobot_dataset": name}).to_dict()} \
-                    if not base else {**base, "note": base.get("note") or task}
-                writer = EpisodeWriter(tmp, features, fps, provenance=prov, storage=storage, durable=False)
-                writer.name = str(dest)
-                last_task = task
-            tbl, index = data_table(int(row["data/chunk_index"]), int(row["data/file_index"]))
+            tbl, index, rel = data_table(int(row["data/chunk_index"]), int(row["data/file_index"]))
             lo, hi = int(row["dataset_from_index"]), int(row["dataset_to_index"])
             if index is not None:
                 sel = np.nonzero((index >= lo) & (index < hi))[0]
@@ -545,40 +616,67 @@ def import_lerobot(source: str | os.PathLike[str], dest: str | os.PathLike[str],
             else:
                 part = tbl.slice(lo, hi - lo)
             n = part.num_rows
-            if n != int(row.get("length", n)) or n == 0:
-                raise DatasetCorrupt(name, f"data rows {n} differ from the episode length {row.get('length')}", e)
-            ep: dict[str, np.ndarray] = {}
+            if n != int(row["length"]) or n == 0:
+                raise DatasetCorruptError(name, f"data file {rel} holds {n} rows with index in [{lo}, {hi}), "
+                                                f"meta/episodes says length {row['length']}", episodes=e)
+            if "task_index" in part.column_names:
+                idx = list(dict.fromkeys(int(i) for i in part.column("task_index").to_pylist()))
+                unknown = [i for i in idx if i not in task_names]
+                if unknown:
+                    raise DatasetCorruptError(name, f"data file {rel} has task_index {unknown[0]}, not in "
+                                                    "meta/tasks.parquet", episodes=e)
+                texts = [task_names[i] for i in idx]
+            else:
+                texts = [str(t) for t in row.get("tasks") or []]
+            task = "; ".join(texts)  # LeRobot allows several tasks in one episode; robolearn keeps one text
+            if writer is None or task != last_task:
+                if writer is not None:
+                    writer.close()
+                sessions = ours.get("sessions") or []
+                base = {k: v for k, v in (sessions[0] if len(sessions) == 1 else {}).items() if k != "first_episode"}
+                prov = {**base, **Provenance(source="lerobot", robot=str(info.get("robot_type") or ""),
+                                             note=task, extra={"lerobot_dataset": name}).to_dict()} \
+                    if not base else {**base, "note": base.get("note") or task}
+                writer = EpisodeWriter(tmp, features, fps, provenance=prov, storage=storage, durable=False)
+                writer.name = str(dest)
+                last_task = task
+            ep: dict[str, Any] = {}
             for k, f in features.items():
+                if k == task_key:
+                    ep[k] = task
+                    continue
                 kind = specs[k]["dtype"]
                 if kind == "video":
-                    vpath = root / info["video_path"].format(video_key=k, chunk_index=row[f"videos/{k}/chunk_index"],
-                                                             file_index=row[f"videos/{k}/file_index"])
-                    ep[k] = _decode_video(vpath, float(row[f"videos/{k}/from_timestamp"]),
+                    vrel = info["video_path"].format(video_key=k, chunk_index=row[f"videos/{k}/chunk_index"],
+                                                     file_index=row[f"videos/{k}/file_index"])
+                    ep[k] = _decode_video(root / vrel, vrel, float(row[f"videos/{k}/from_timestamp"]),
                                           float(row[f"videos/{k}/to_timestamp"]), fps, n, name, k, e)
-                elif kind == "image":
+                    continue
+                if k not in part.column_names:
+                    raise DatasetCorruptError(name, f"data file {rel} has no column '{k}'", key=k, episodes=e)
+                if kind == "image":
                     ep[k] = np.stack([_decode_image(c) for c in part.column(k).to_pylist()])
+                elif f.is_string:
+                    ep[k] = np.array(part.column(k).to_pylist(), dtype=object)
                 else:
-                    if k not in part.column_names:
-                        raise DatasetCorrupt(name, f"column '{k}' is missing from the data file", e)
                     col = part.column(k).combine_chunks()
                     vals = col.flatten() if pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type) \
                         else col
-                    ep[k] = np.asarray(vals.to_numpy(zero_copy_only=False)).reshape(n, *f.shape).astype(f.dtype)
+                    x = np.asarray(vals.to_numpy(zero_copy_only=False))
+                    if x.size != n * max(1, int(np.prod(f.shape, dtype=np.int64))):
+                        raise DatasetCorruptError(name, f"data file {rel} column '{k}' holds {x.size} values for "
+                                                        f"{n} frames of shape {f.shape}", key=k, episodes=e)
+                    ep[k] = x.reshape(n, *f.shape).astype(f.dtype)
             writer.add_episode(ep)
         if writer is not None:
             writer.close()
         if not tmp.exists():
             raise DatasetError(name, "has no episodes")
+        st = _import_stats(root / "meta" / "stats.json", features, len(episodes), int(info["total_frames"]))
+        if st is not None:
+            EpisodeStore(tmp).set_attributes(stats=st)
         os.rename(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    _ = task_names
     return EpisodeStore(dest)
-
-
-def DatasetCorrupt(name: str, what: str, episode: int) -> DatasetError:  # noqa: N802 - reads like the class
-    """A DatasetCorruptError for a LeRobot source episode."""
-    from robolearn.data.store import DatasetCorruptError
-
-    return DatasetCorruptError(name, what, episodes=episode)

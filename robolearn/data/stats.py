@@ -72,8 +72,10 @@ def _blocks(store: EpisodeStore, key: str, block_bytes: int) -> Any:
 
 def compute_stats(store: EpisodeStore | str, keys: Sequence[str] | None = None, *, max_samples: int = 1_000_000,
                   seed: int = 0, block_bytes: int = 64 << 20, quantiles: Sequence[float] = (0.01, 0.99)) -> Stats:
-    """Statistics of the committed frames, per key: mean/std/min/max and quantiles (default q01/q99) arrays shaped
-    per entry or channel, plus count."""
+    """Statistics of the committed frames, per key: mean/std/min/max/quantiles arrays per entry or channel, and count.
+
+    `quantiles` (default q01 and q99) name the keys: 0.1 -> "q10".
+    """
     store = store if isinstance(store, EpisodeStore) else EpisodeStore(store)
     if store.num_frames == 0:
         raise DatasetError(store.name, "has no episodes; nothing to compute statistics of")
