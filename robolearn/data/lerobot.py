@@ -203,12 +203,15 @@ def _array_stats(x: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.ndarray]
     return out
 
 
-def _image_stats(hist: np.ndarray) -> dict[str, np.ndarray]:
-    """LeRobot's per-channel image stats from value histograms (C, 256): values in [0, 1], shaped (C, 1, 1)."""
+def _image_stats(hist: np.ndarray, frames: int) -> dict[str, np.ndarray]:
+    """LeRobot's per-channel image stats from value histograms (C, 256): values in [0, 1], shaped (C, 1, 1).
+
+    count is in frames, as LeRobot counts images.
+    """
     from robolearn.data.stats import LEROBOT_QUANTILES, hist_stats
 
     st = {k: (v / 255.0).reshape(-1, 1, 1) for k, v in hist_stats(hist, LEROBOT_QUANTILES).items()}
-    return {**st, "count": np.array([int(hist.sum(1)[0])])}
+    return {**st, "count": np.array([frames])}
 
 
 def _task_key(src: EpisodeStore, task_key: str | None) -> str | None:
@@ -305,7 +308,7 @@ def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os
                 frames = src.read(k, start, stop)
                 h = uint8_hist(frames, True)
                 hists[k] = hists[k] + h if k in hists else h
-                stats[k] = _image_stats(h)
+                stats[k] = _image_stats(h, n)
                 if copy_fmt[k]:
                     mp4 = src.video_path(k, e)
                 else:  # encode this episode alone, then append it like a stored one
@@ -346,7 +349,7 @@ def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os
             stats_json[k] = {n: (np.asarray(v).reshape(shape) if n != "count" else np.array([int(v)])).tolist()
                              for n, v in glob[k].items()}
         for k in cams:
-            stats_json[k] = {n: v.tolist() for n, v in _image_stats(hists[k]).items()}
+            stats_json[k] = {n: v.tolist() for n, v in _image_stats(hists[k], src.num_frames).items()}
         for k in BOOKKEEPING:
             stats_json[k] = {n: v.tolist() for n, v in _array_stats(np.concatenate(books[k]), ()).items()}
         (tmp / "meta" / "stats.json").write_text(json.dumps(stats_json, indent=2))
