@@ -477,6 +477,7 @@ def _decode_video(path: Path, rel: str, start: float, stop: float, fps: float, n
     try:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
+            rgb = av.video.reformatter.VideoReformatter()  # shared: to_ndarray(format=...) rebuilds one per frame
             if start > 0:
                 c.seek(int(max(0.0, start - 1.0) / s.time_base), stream=s, backward=True)
             half = 0.5 / fps
@@ -486,7 +487,7 @@ def _decode_video(path: Path, rel: str, start: float, stop: float, fps: float, n
                     continue
                 if t >= stop - half or len(out) == n:
                     break
-                out.append(frame.to_ndarray(format="rgb24"))
+                out.append(rgb.reformat(frame, format="rgb24").to_ndarray())
     except av.FFmpegError as e:
         raise DatasetError(dataset, f"video file {rel} cannot be decoded ({e})", key=key, episodes=episode) from None
     if len(out) != n:

@@ -59,6 +59,8 @@ def uint8_hist(x: np.ndarray, image: bool) -> np.ndarray:
     """(C, 256) value counts per column (image channel, or entry) of uint8 frames (T, *shape)."""
     cols = _columns(x, image)
     c = cols.shape[1]
+    if c <= 16:  # a few columns (image channels): one bincount each, no widened copy of the frames
+        return np.stack([np.bincount(cols[:, i], minlength=256) for i in range(c)]).astype(np.int64)
     flat = cols.astype(np.int32) + 256 * np.arange(c, dtype=np.int32)
     return np.bincount(flat.ravel(), minlength=256 * c).reshape(c, 256)
 
