@@ -245,8 +245,8 @@ def lerobot_export(args: list[str]) -> dict:
     from robolearn.data.lerobot import export_lerobot
 
     p = argparse.ArgumentParser(prog="robolearn bench lerobot-export", description=lerobot_export.__doc__)
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--steps", type=int, default=100, help="frames per episode")
+    p.add_argument("--episodes", type=int, default=6)
+    p.add_argument("--steps", type=int, default=300, help="frames per episode (10 s at 30 fps)")
     p.add_argument("--cameras", type=int, default=2)
     p.add_argument("--size", type=int, default=96, help="camera images are SIZE x SIZE x 3")
     p.add_argument("--repeats", type=int, default=2, help="best of this many exports per path")

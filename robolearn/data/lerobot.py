@@ -214,6 +214,36 @@ def _image_stats(hist: np.ndarray, frames: int) -> dict[str, np.ndarray]:
     return {**st, "count": np.array([frames])}
 
 
+def stats_sample(n: int) -> np.ndarray:
+    """Frames of an n-frame episode that camera stats are computed on, sampled as LeRobot does.
+
+    All frames up to 100, then n ** 0.75 of them (100 at least, 10,000 at most), evenly spaced.
+    """
+    k = n if n < 100 else max(100, min(int(n**0.75), 10_000))
+    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(np.int64))
+
+
+def _sampled_frames(path: Path, picks: np.ndarray, dataset: str, key: str, episode: int) -> np.ndarray:
+    """Frames `picks` (sorted) of one episode MP4 as RGB; every frame is decoded, only these are converted."""
+    av = require("av", "interop")
+    want = set(picks.tolist())
+    out = []
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            rgb = av.video.reformatter.VideoReformatter()
+            for i, frame in enumerate(c.decode(s)):
+                if i in want:
+                    out.append(rgb.reformat(frame, format="rgb24").to_ndarray())
+    except av.FFmpegError as e:
+        raise DatasetCorruptError(dataset, f"video file {path.name} cannot be decoded ({e})", key=key,
+                                  episodes=episode) from None
+    if len(out) != len(picks):
+        raise DatasetCorruptError(dataset, f"video file {path.name} has fewer frames than the episode", key=key,
+                                  episodes=episode)
+    return np.stack(out)
+
+
 def _task_key(src: EpisodeStore, task_key: str | None) -> str | None:
     strings = [k for k, f in src.features.items() if f.is_string]
     if task_key is not None:
@@ -235,6 +265,8 @@ def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os
     Episode task: `task_text` for all, else the string feature `task_key` (default: "task", or the only string
     feature), else the session's note or task name. Cameras stored as per-episode H.264 MP4 are concatenated by
     copying packets (`remux`); others are encoded (libx264, `crf`, keyframe every `gop` frames, yuv420p).
+    Statistics are exact for every non-camera feature; camera statistics use the frames LeRobot samples
+    (`stats_sample`: all of an episode up to 100 frames), their pixels exact through histograms.
     """
     pa, pq = _pa()
     src = source if isinstance(source, EpisodeStore) else EpisodeStore(source)
@@ -283,6 +315,7 @@ def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os
         writer: Any = None
         rows: list[dict[str, Any]] = []
         hists: dict[str, np.ndarray] = {}
+        counts: dict[str, int] = {}
         books: dict[str, list[np.ndarray]] = {k: [] for k in BOOKKEEPING}
         for e in range(src.num_episodes):
             start, stop = src.episode_bounds(e)
@@ -304,14 +337,19 @@ def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os
                                    "data/chunk_index": data_roll.chunk, "data/file_index": data_roll.file,
                                    "dataset_from_index": start, "dataset_to_index": stop}
             stats: dict[str, dict[str, np.ndarray]] = {k: _array_stats(d[k], src.features[k].shape) for k in numeric}
+            picks = stats_sample(n)
             for k in cams:
-                frames = src.read(k, start, stop)
-                h = uint8_hist(frames, True)
-                hists[k] = hists[k] + h if k in hists else h
-                stats[k] = _image_stats(h, n)
-                if copy_fmt[k]:
+                if copy_fmt[k]:  # only the sampled frames are converted to RGB, for stats
                     mp4 = src.video_path(k, e)
-                else:  # encode this episode alone, then append it like a stored one
+                    sample = _sampled_frames(mp4, picks, src.name, k, e)
+                else:
+                    frames = src.read(k, start, stop)
+                    sample = frames[picks]
+                h = uint8_hist(sample, True)
+                hists[k] = hists[k] + h if k in hists else h
+                counts[k] = counts.get(k, 0) + len(picks)
+                stats[k] = _image_stats(h, len(picks))
+                if not copy_fmt[k]:  # encode this episode alone, then append it like a stored one
                     mp4 = tmp / ".encode" / f"{k}.mp4"
                     vw = VideoWriter(mp4, fps, src.features[k].shape, replace(codec, pix_fmt=pix_fmt[k]))
                     vw.add(frames)
@@ -349,7 +387,7 @@ def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os
             stats_json[k] = {n: (np.asarray(v).reshape(shape) if n != "count" else np.array([int(v)])).tolist()
                              for n, v in glob[k].items()}
         for k in cams:
-            stats_json[k] = {n: v.tolist() for n, v in _image_stats(hists[k], src.num_frames).items()}
+            stats_json[k] = {n: v.tolist() for n, v in _image_stats(hists[k], counts[k]).items()}
         for k in BOOKKEEPING:
             stats_json[k] = {n: v.tolist() for n, v in _array_stats(np.concatenate(books[k]), ()).items()}
         (tmp / "meta" / "stats.json").write_text(json.dumps(stats_json, indent=2))

@@ -298,6 +298,10 @@ def test_stats_of_a_hand_made_dataset(tmp_path):
     assert ep[1]["stats/state/mean"] == pytest.approx([14.5, -1.0]) and ep[1]["stats/img/max"] == [[[1.0]], [[0.2]],
                                                                                                 [[0.0]]]
     assert ep[0]["stats/gripper/q50"] == [1.0] and ep[0]["tasks"] == ["sort"]
+    from robolearn.data.lerobot import stats_sample  # camera stats sample frames as LeRobot does
+
+    assert len(stats_sample(50)) == 50 and len(stats_sample(300)) == 100 and len(stats_sample(10_000)) == 1000
+    assert stats_sample(300)[[0, -1]].tolist() == [0, 299]
 
 
 def test_bad_input_gets_one_clear_error_naming_the_file(tmp_path, tasks_store):
