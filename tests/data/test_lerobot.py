@@ -367,3 +367,23 @@ def test_cli_export_without_remux_encodes(tmp_path, tasks_store, capsys):
     info = json.loads((out / "meta/info.json").read_text())
     assert info["robolearn"]["videos"]["observation.images.front"] == "encoded" and info["chunks_size"] == 3
     assert (out / "data/chunk-001/file-000.parquet").is_file()
+
+
+def test_import_a_dataset_written_by_lerobot(tmp_path):
+    """tests/data/lerobot_v3_native was written by LeRobot 0.4.4 itself (make_dataset.py there): 3 episodes, 2 tasks,
+    an h264 camera; every value is known."""
+    from pathlib import Path
+
+    s = import_lerobot(Path(__file__).parent / "lerobot_v3_native", tmp_path / "native.zarr")
+    assert validate(s.path) == [] and s.num_episodes == 3 and s.fps == 10
+    assert s.features["observation.state"].names == ("a", "b") and s.features["task"].dtype == "string"
+    assert [s.episode_string("task", e) for e in range(3)] == ["wave", "point", "wave"]
+    for e, n in enumerate((5, 8, 6)):
+        d = s.read_episode(e)
+        np.testing.assert_array_equal(d["observation.state"], np.stack([np.full(n, e), np.arange(n)], -1))
+        np.testing.assert_array_equal(d["action"], np.arange(n) * 0.5)
+        want = 20 * np.arange(n) + 40 * e  # flat frames; H.264 keeps them within a level or two
+        assert np.abs(d["observation.images.cam"].reshape(n, -1).mean(1) - want).max() < 2
+    st = s.attributes["stats"]["features"]  # LeRobot's global stats, quantiles included, images back in 0..255
+    assert {"q01", "q10", "q50", "q90", "q99"} <= set(st["observation.state"])
+    assert st["observation.state"]["max"] == [2.0, 7.0] and len(st["observation.images.cam"]["mean"]) == 3
