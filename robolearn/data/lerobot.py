@@ -2,19 +2,28 @@
 
 Layout written and read (LeRobot `CODEBASE_VERSION = "v3.0"`)::
 
-    meta/info.json                                   codebase_version, fps, features, path templates, totals
+    meta/info.json                                   codebase_version, fps, features, path templates, totals,
+                                                     chunks_size, data_files_size_in_mb, video_files_size_in_mb
     meta/tasks.parquet                               task text (pandas index "task") -> task_index
-    meta/stats.json                                  mean/std/min/max/count per feature (images per channel in [0, 1])
-    meta/episodes/chunk-000/file-000.parquet         one row per episode: length, tasks, data and video locations
-    data/chunk-000/file-000.parquet                  one row per frame, many episodes per file
-    videos/<key>/chunk-000/file-000.mp4              one video per camera, episodes back to back
+    meta/stats.json                                  min/max/mean/std/count and q01/q10/q50/q90/q99 per feature
+                                                     (cameras per channel in [0, 1], shaped (3, 1, 1))
+    meta/episodes/chunk-XXX/file-YYY.parquet         one row per episode: length, tasks, data and video locations,
+                                                     per-episode stats as stats/<feature>/<stat>
+    data/chunk-XXX/file-YYY.parquet                  one row per frame, many episodes per file
+    videos/<key>/chunk-XXX/file-YYY.mp4              one video per camera, episodes back to back
 
-Frame rows carry the features plus `timestamp`, `frame_index`, `episode_index`, `index` and `task_index`. Vectors
-are fixed-size lists, scalars plain values (LeRobot shape [1]); arrays of more dimensions are flattened and
-reshaped from the shape in info.json. Image features (H, W, C) uint8 become `video` features (H.264, yuv420p:
-lossy) on export; on import both `video` and `image` (PNG/JPEG bytes in the parquet) features are decoded.
-Export also writes the exact robolearn feature specs under info.json "robolearn", so a round trip keeps units,
-names and dtypes; LeRobot ignores the extra key.
+Data, episode-metadata and video files roll over to the next file when the next episode would take them past
+their size limit, and to the next chunk directory after `chunks_size` files (LeRobot's rule; limits are export
+parameters). Frame rows carry the features plus `timestamp`, `frame_index`, `episode_index`, `index` and
+`task_index`. Vectors are fixed-size lists, scalars plain values (LeRobot shape [1]); arrays of more dimensions are
+flattened and reshaped from the shape in info.json. Camera features (H, W, 3) uint8 become `video` features: a
+camera the store holds as per-episode H.264 MP4 is concatenated by copying its packets with shifted timestamps
+(no decoding or re-encoding, no generation loss); others are encoded (libx264, lossy). The episode's task is a
+string feature of the store (`Feature((), "string")`), written as task_index + tasks.parquet and read back.
+On import both `video` and `image` (PNG/JPEG bytes in the parquet) features are decoded. Export also writes the
+exact robolearn feature specs under info.json "robolearn", so a round trip keeps units, names and dtypes;
+LeRobot ignores the extra key. Both directions build the result beside the destination and rename it when
+complete, so a failed run leaves nothing that looks like a dataset.
 """
 
 from __future__ import annotations

@@ -387,3 +387,11 @@ def test_import_a_dataset_written_by_lerobot(tmp_path):
     st = s.attributes["stats"]["features"]  # LeRobot's global stats, quantiles included, images back in 0..255
     assert {"q01", "q10", "q50", "q90", "q99"} <= set(st["observation.state"])
     assert st["observation.state"]["max"] == [2.0, 7.0] and len(st["observation.images.cam"]["mean"]) == 3
+
+
+def test_bench_lerobot_export_runs_at_tiny_size(capsys):
+    assert main(["bench", "lerobot-export", "--json", "--episodes", "2", "--steps", "6", "--size", "16",
+                 "--repeats", "1"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["frames"] == 12 and r["remux_s"] > 0 and r["encode_s"] > 0 and r["speedup"] > 0
+    assert {"remux_frames_per_s", "encode_frames_per_s", "bytes_on_disk"} <= set(r)
