@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "c-policy": "robolearn.export.bench:c_policy",
     "dataset-write": "robolearn.data.bench:dataset_write",
     "dataset-windows": "robolearn.data.bench:dataset_windows",
+    "lerobot-export": "robolearn.data.bench:lerobot_export",
     "ros-loop-latency": "robolearn_ros.bench:ros_loop_latency",  # needs the `ros` extra (ROS 2 wheels)
     "act-size-inference": "robolearn_ros.bench:act_size_inference",
     "manip-step": "robolearn.envs.manipulation.bench:manip_step",

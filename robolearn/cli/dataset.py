@@ -64,6 +64,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                        "or task name)")
     q.add_argument("--crf", type=int, default=18,
                    help="H.264 quality (0-51) of video features (--video) and of a lerobot export")
+    q.add_argument("--task-key", help="lerobot export: the string feature holding each episode's task (default: "
+                                      "'task', or the only string feature)")
+    q.add_argument("--no-remux", action="store_true",
+                   help="lerobot export: re-encode cameras even when they are stored as H.264 MP4 (default: copy "
+                        "their packets)")
+    q.add_argument("--chunks-size", type=int, default=1000, help="lerobot export: files per chunk directory")
+    q.add_argument("--data-file-mb", type=float, default=100.0,
+                   help="lerobot export: a data (and episode metadata) file rolls over past this size")
+    q.add_argument("--video-file-mb", type=float, default=200.0,
+                   help="lerobot export: a camera's MP4 rolls over past this size")
     _storage_args(q)
 
 
@@ -226,9 +236,16 @@ def _convert_format(args: argparse.Namespace) -> int:
     if fmt != "zarr" and args.to_format != "zarr":
         raise DatasetError(args.source, f"converts {fmt} -> robolearn (zarr) only; export from that dataset next")
     if args.to_format == "lerobot":
-        out = lerobot.export_lerobot(args.source, args.dest, task_text=args.task_text, crf=args.crf)
+        out = lerobot.export_lerobot(args.source, args.dest, task_text=args.task_text, task_key=args.task_key,
+                                     crf=args.crf, remux=not args.no_remux, chunks_size=args.chunks_size,
+                                     data_files_size_in_mb=args.data_file_mb,
+                                     video_files_size_in_mb=args.video_file_mb)
         src = EpisodeStore(args.source)
-        print(f"exported {src.name} ({src.num_episodes} episodes, {src.num_frames} frames) -> LeRobot v3.0 at {out}")
+        info = json.loads((out / "meta" / "info.json").read_text())
+        how = ", ".join(f"{k} {v}" for k, v in info["robolearn"]["videos"].items())
+        files = len(list(out.glob("data/*/*.parquet")))
+        print(f"exported {src.name} ({src.num_episodes} episodes, {src.num_frames} frames) -> LeRobot v3.0 at {out}: "
+              f"{files} data file(s), {info['total_tasks']} task(s)" + (f"; videos: {how}" if how else ""))
         return 0
     if fmt == "lerobot":
         s = lerobot.import_lerobot(args.source, args.dest, _storage(args))

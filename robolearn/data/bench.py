@@ -1,4 +1,7 @@
-"""Dataset benchmarks: recording speed and size (`dataset-write`), training windows per second (`dataset-windows`).
+"""Dataset benchmarks: recording speed and size, training windows per second, LeRobot export.
+
+`dataset-write` records, `dataset-windows` samples training windows, `lerobot-export` exports to LeRobot v3.0 with
+cameras copied (remux) or re-encoded.
 
 Camera frames are synthetic but camera-like (smooth gradients, a moving blob, +-1 sensor noise), so compression
 ratios are indicative, not those of a real scene. Both write to a temporary directory unless `--dir` is given.
@@ -235,3 +238,58 @@ def dataset_windows(args: list[str]) -> dict:
         "window": shapes,
         "mp4_per_sample_windows_per_s": baseline,
     }
+
+
+def lerobot_export(args: list[str]) -> dict:
+    """Seconds to export a store to LeRobot v3.0 with its MP4 cameras copied (remux) and re-encoded, same store."""
+    from robolearn.data.lerobot import export_lerobot
+
+    p = argparse.ArgumentParser(prog="robolearn bench lerobot-export", description=lerobot_export.__doc__)
+    p.add_argument("--episodes", type=int, default=6)
+    p.add_argument("--steps", type=int, default=300, help="frames per episode (10 s at 30 fps)")
+    p.add_argument("--cameras", type=int, default=2)
+    p.add_argument("--size", type=int, default=96, help="camera images are SIZE x SIZE x 3")
+    p.add_argument("--repeats", type=int, default=2, help="best of this many exports per path")
+    p.add_argument("--dir", help="where to write (default: a temporary directory, removed afterwards)")
+    a = p.parse_args(args)
+    work, remove = _workdir(a.dir)
+    try:
+        store_path = work / "lerobot-export.zarr"
+        if store_path.exists():
+            shutil.rmtree(store_path)
+        feats = _features(a.cameras, a.size)
+        cams = tuple(k for k, f in feats.items() if f.image)
+        feats["task"] = Feature((), "string")
+        pool = camera_frames(a.steps, a.size, 0)
+        rng = np.random.default_rng(0)
+        with EpisodeWriter(store_path, feats, 30.0, storage=StorageOptions(video=cams), durable=False) as w:
+            for e in range(a.episodes):
+                w.add_episode({**{k: np.roll(pool, e * 7 + i, axis=0) for i, k in enumerate(cams)},
+                               "observation.state": rng.normal(size=(a.steps, 14)).astype(np.float32),
+                               "action": rng.normal(size=(a.steps, 7)).astype(np.float32),
+                               "task": f"task {e % 3}"})
+        src = EpisodeStore(store_path)
+        times: dict[str, float] = {}
+        size = 0
+        for mode in ("remux", "encode"):
+            best = float("inf")
+            for r in range(a.repeats):
+                out = work / f"lerobot-{mode}-{r}"
+                if out.exists():
+                    shutil.rmtree(out)
+                t0 = time.perf_counter()
+                export_lerobot(src, out, remux=mode == "remux")
+                best = min(best, time.perf_counter() - t0)
+                if mode == "remux":
+                    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+                shutil.rmtree(out)
+            times[mode] = best
+        frames = src.num_frames
+        return {"episodes": a.episodes, "frames": frames, "cameras": a.cameras, "size": a.size,
+                "remux_s": round(times["remux"], 3), "encode_s": round(times["encode"], 3),
+                "remux_frames_per_s": round(frames / times["remux"], 1),
+                "encode_frames_per_s": round(frames / times["encode"], 1),
+                "speedup": round(times["encode"] / times["remux"], 2), "bytes_on_disk": size}
+    finally:
+        if remove:
+            shutil.rmtree(work, ignore_errors=True)

@@ -128,7 +128,7 @@ class ReplayBuffer:
                    device: torch.device | str = "cpu", fields: Sequence[str] | None = None) -> ReplayBuffer:
         """A buffer with the store's features (or `fields` of them), filled from it."""
         s = store if isinstance(store, EpisodeStore) else EpisodeStore(store)
-        keys = list(fields) if fields is not None else list(s.features)
+        keys = list(fields) if fields is not None else [k for k, f in s.features.items() if not f.is_string]
         specs: dict[str, Feature] = {}
         for k in keys:
             src = k if k in s.features or not k.startswith("next.") else k[5:]

@@ -17,6 +17,7 @@ import numpy as np
 from robolearn.data.store import DatasetError, EpisodeStore
 
 STAT_NAMES = ("mean", "std", "min", "max", "q01", "q99")
+LEROBOT_QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)  # the quantiles LeRobot 0.4 writes: q01 q10 q50 q90 q99
 Stats = dict[str, dict[str, np.ndarray]]
 
 
@@ -36,6 +37,34 @@ def _hist_quantile(hist: np.ndarray, q: float) -> np.ndarray:
     return v_lo + (pos - lo) * (v_hi - v_lo)
 
 
+def quantile_name(q: float) -> str:
+    """0.01 -> 'q01', 0.5 -> 'q50'."""
+    return f"q{round(q * 100):02d}"
+
+
+def hist_stats(hist: np.ndarray, quantiles: Sequence[float] = (0.01, 0.99)) -> dict[str, np.ndarray]:
+    """mean/std/min/max/quantiles per column from exact value histograms (C, 256) of uint8 data."""
+    v = np.arange(hist.shape[1], dtype=np.float64)
+    n = hist.sum(1)
+    mean = (hist * v).sum(1) / n
+    var = (hist * (v[None] - mean[:, None]) ** 2).sum(1) / n
+    nz = hist > 0
+    st = {"mean": mean, "std": np.sqrt(var), "min": np.argmax(nz, 1).astype(np.float64),
+          "max": float(hist.shape[1] - 1) - np.argmax(nz[:, ::-1], 1)}
+    st.update({quantile_name(q): _hist_quantile(hist, q) for q in quantiles})
+    return st
+
+
+def uint8_hist(x: np.ndarray, image: bool) -> np.ndarray:
+    """(C, 256) value counts per column (image channel, or entry) of uint8 frames (T, *shape)."""
+    cols = _columns(x, image)
+    c = cols.shape[1]
+    if c <= 16:  # a few columns (image channels): one bincount each, no widened copy of the frames
+        return np.stack([np.bincount(cols[:, i], minlength=256) for i in range(c)]).astype(np.int64)
+    flat = cols.astype(np.int32) + 256 * np.arange(c, dtype=np.int32)
+    return np.bincount(flat.ravel(), minlength=256 * c).reshape(c, 256)
+
+
 def _blocks(store: EpisodeStore, key: str, block_bytes: int) -> Any:
     step = max(1, block_bytes // store.features[key].frame_bytes)
     for lo in range(0, store.num_frames, step):
@@ -44,33 +73,28 @@ def _blocks(store: EpisodeStore, key: str, block_bytes: int) -> Any:
 
 
 def compute_stats(store: EpisodeStore | str, keys: Sequence[str] | None = None, *, max_samples: int = 1_000_000,
-                  seed: int = 0, block_bytes: int = 64 << 20) -> Stats:
-    """Statistics of the committed frames, per key: mean/std/min/max/q01/q99 arrays shaped per entry or channel."""
+                  seed: int = 0, block_bytes: int = 64 << 20, quantiles: Sequence[float] = (0.01, 0.99)) -> Stats:
+    """Statistics of the committed frames, per key: mean/std/min/max/quantiles arrays per entry or channel, and count.
+
+    `quantiles` (default q01 and q99) name the keys: 0.1 -> "q10".
+    """
     store = store if isinstance(store, EpisodeStore) else EpisodeStore(store)
     if store.num_frames == 0:
         raise DatasetError(store.name, "has no episodes; nothing to compute statistics of")
     out: Stats = {}
-    for key in keys if keys is not None else list(store.features):
+    for key in keys if keys is not None else [k for k, f in store.features.items() if not f.is_string]:
         f = store.features[key]
+        if f.is_string:
+            raise DatasetError(store.name, "is a string feature (one text per episode): it has no statistics", key=key)
         out_shape = (f.shape[-1],) if f.image else f.shape
         if f.dtype == "uint8":
             hist: np.ndarray | None = None
             for _, x in _blocks(store, key, block_bytes):
-                cols = _columns(x, f.image)
-                c = cols.shape[1]
-                flat = cols.astype(np.int32) + 256 * np.arange(c, dtype=np.int32)
-                h = np.bincount(flat.ravel(), minlength=256 * c).reshape(c, 256)
+                h = uint8_hist(x, f.image)
                 hist = h if hist is None else hist + h
             assert hist is not None
-            v = np.arange(256, dtype=np.float64)
-            n = hist.sum(1)
-            mean = (hist * v).sum(1) / n
-            var = (hist * (v[None] - mean[:, None]) ** 2).sum(1) / n
-            nz = hist > 0
-            st = {"mean": mean, "std": np.sqrt(var), "min": np.argmax(nz, 1).astype(np.float64),
-                  "max": 255.0 - np.argmax(nz[:, ::-1], 1), "q01": _hist_quantile(hist, 0.01),
-                  "q99": _hist_quantile(hist, 0.99)}
-            count = int(n[0])
+            st = hist_stats(hist, quantiles)
+            count = int(hist.sum(1)[0])
         else:
             rows_per_frame = int(np.prod(f.shape[:-1])) if f.image else 1
             cap = max(1, max_samples // rows_per_frame)  # frames kept for quantiles
@@ -99,8 +123,9 @@ def compute_stats(store: EpisodeStore | str, keys: Sequence[str] | None = None, 
                     sel = take[(take >= lo) & (take < lo + len(x))] - lo
                     samples.append(_columns(x[sel], f.image).astype(np.float64))
             sample = np.concatenate(samples)
-            q01, q99 = np.quantile(sample, [0.01, 0.99], axis=0)
-            st = {"mean": mean, "std": np.sqrt(m2 / count), "min": lo_v, "max": hi_v, "q01": q01, "q99": q99}
+            qs = np.quantile(sample, list(quantiles), axis=0)
+            st = {"mean": mean, "std": np.sqrt(m2 / count), "min": lo_v, "max": hi_v,
+                  **{quantile_name(q): v for q, v in zip(quantiles, qs, strict=True)}}
         out[key] = {k: np.asarray(v, np.float64).reshape(out_shape) for k, v in st.items()}
         out[key]["count"] = np.asarray(count)
     return out

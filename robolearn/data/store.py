@@ -10,6 +10,8 @@ On disk (one directory per dataset, a zarr v3 group)::
                                episode (robolearn/data/video.py), instead of data/<key>
     meta/episode_ends/         int64 (>= E,): exclusive end frame of each episode
     meta/checksums/            uint32 (>= E, K): crc32 of each episode's bytes per key (order: its "keys" attribute)
+    meta/strings/<key>/        int32 (>= E,): for a string feature (a task or language instruction, one value per
+                               episode), the index of each episode's text in attributes["strings"][key]
 
 Crash safety. Every file is written to a temporary name, optionally fsynced, then renamed over the old one, so each
 file is always either its old or its new version, never torn; a killed writer leaves at most `*.partial` files.
@@ -21,6 +23,9 @@ holds committed frames (an episode that starts mid-chunk) is safe for the same r
 same committed bytes. A store is created in a temporary sibling directory and renamed into place when complete.
 A video feature's episode is encoded into `<episode>.mp4.partial`, closed, flushed and renamed before the commit;
 files of episodes beyond the commit record are deleted like any uncommitted tail. Its checksum is the MP4 file's.
+A string feature (`Feature((), "string")`) holds one text per episode, the same in every frame: the episode's row of
+`meta/strings/<key>` is written before the commit and its text joins the vocabulary in the commit record itself, so
+a string becomes visible exactly with its episode. Its checksum is the crc32 of the UTF-8 text.
 """
 
 from __future__ import annotations
@@ -57,10 +62,10 @@ except ImportError:  # pragma: no cover - Windows: no writer lock
 
 SCHEMA_VERSION = 1
 ATTR = "robolearn"
-_RESERVED = {"schema_version", "fps", "features", "episodes", "frames", "sessions", "video"}
+_RESERVED = {"schema_version", "fps", "features", "episodes", "frames", "sessions", "video", "strings"}
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-           "float16", "float32", "float64"}
+           "float16", "float32", "float64", "string"}
 _CHUNK_KEY = {"name": "default", "separator": "."}
 _META_CHUNK = 4096
 
@@ -125,7 +130,11 @@ class FrameError(DatasetError):
 # --------------------------------------------------------------------------------------------------------- schema
 @dataclass(frozen=True)
 class Feature:
-    """One per-frame array: shape without time, dtype, units, entry names and axis names; images are (H, W, C) uint8."""
+    """One per-frame array: shape without time, dtype, units, entry names and axis names; images are (H, W, C) uint8.
+
+    dtype "string" (shape ()) is a per-episode text such as a task or language instruction: every frame of an
+    episode holds the same value, stored once per episode.
+    """
 
     shape: tuple[int, ...]
     dtype: str = "float32"
@@ -139,9 +148,11 @@ class Feature:
         if any(s <= 0 for s in shape):
             raise ValueError(f"feature shape {shape} has a non-positive dimension")
         try:
-            dtype = np.dtype(self.dtype).name
+            dtype = "string" if self.dtype in ("string", "str", str) else np.dtype(self.dtype).name
         except TypeError as e:
             raise ValueError(f"feature dtype {self.dtype!r}: {e}") from None
+        if dtype == "string" and shape != ():
+            raise ValueError(f"a string feature has shape (), not {shape} (one text per episode)")
         if dtype not in _DTYPES:
             raise ValueError(f"feature dtype {dtype} is not one of {sorted(_DTYPES)}")
         object.__setattr__(self, "shape", shape)
@@ -166,8 +177,15 @@ class Feature:
         return self.dtype == "uint8" and len(self.shape) == 3 and self.shape[-1] in (1, 3, 4)
 
     @property
+    def is_string(self) -> bool:
+        """True for a per-episode text (dtype "string")."""
+        return self.dtype == "string"
+
+    @property
     def frame_bytes(self) -> int:
-        """Bytes of one frame uncompressed."""
+        """Bytes of one frame uncompressed (0 for a string: stored once per episode)."""
+        if self.is_string:
+            return 0
         return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
     def to_dict(self) -> dict[str, Any]:
@@ -360,6 +378,7 @@ class _Header:
     sessions: list[dict[str, Any]]
     attrs: dict[str, Any]
     video: dict[str, VideoCodec] = field(default_factory=dict)  # keys stored as per-episode MP4
+    strings: dict[str, list[str]] = field(default_factory=dict)  # string key -> vocabulary (committed texts)
 
 
 def _parse_header(attrs: dict[str, Any], dataset: str) -> _Header:
@@ -392,7 +411,15 @@ def _parse_header(attrs: dict[str, Any], dataset: str) -> _Header:
             video[key] = VideoCodec.from_dict(spec)
         except (TypeError, ValueError) as e:
             raise DatasetCorruptError(dataset, f"video spec is invalid: {e}", key=key) from None
-    return _Header(fps, features, episodes, frames, list(attrs.get("sessions") or []), attrs, video)
+    strings: dict[str, list[str]] = {}
+    vocab = attrs.get("strings") or {}
+    for key, f in features.items():
+        if f.is_string:
+            texts = vocab.get(key, [])
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                raise DatasetCorruptError(dataset, "string vocabulary in zarr.json is not a list of strings", key=key)
+            strings[key] = list(texts)
+    return _Header(fps, features, episodes, frames, list(attrs.get("sessions") or []), attrs, video, strings)
 
 
 def _video_path(root: Path, key: str, episode: int) -> Path:
@@ -445,6 +472,22 @@ def _structure_problems(name: str, h: _Header, arrays: dict[str, Any],
     for key, f in h.features.items():
         if key in h.video:  # per-episode files: checked by missing_chunks / validate
             continue
+        if f.is_string:
+            try:
+                idx = open_array(f"meta/strings/{key}")
+                rows = np.asarray(idx[: h.episodes], np.int64) if idx.shape[0] >= h.episodes else None
+            except Exception as e:  # noqa: BLE001
+                problems.append(Problem(name, f"meta/strings/{key} is missing or unreadable ({type(e).__name__}: "
+                                              f"{e})", key, all_eps))
+                continue
+            if rows is None:
+                problems.append(Problem(name, f"meta/strings/{key} has {idx.shape[0]} entries but {h.episodes} "
+                                              "episodes are committed", key, (idx.shape[0], h.episodes - 1)))
+            elif len(rows) and (rows.min() < 0 or rows.max() >= len(h.strings[key])):
+                bad = int(np.argmax((rows < 0) | (rows >= len(h.strings[key]))))
+                problems.append(Problem(name, f"meta/strings/{key} points outside the {len(h.strings[key])} "
+                                              "stored texts", key, bad))
+            continue
         try:
             arr = open_array(f"data/{key}")
         except Exception as e:  # noqa: BLE001
@@ -496,6 +539,8 @@ class EpisodeStore:
             raise DatasetCorruptError(p.dataset, p.what, key=p.key, episodes=p.episodes, frame=p.frame)
         self.episode_ends = ends
         self.episode_starts = np.concatenate([[0], ends[:-1]]).astype(np.int64) if len(ends) else ends
+        self._string_rows = {k: np.asarray(self._open_array(f"meta/strings/{k}")[: h.episodes], np.int64)
+                             for k, f in h.features.items() if f.is_string}
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": {}, "_videos": OrderedDict()}
@@ -511,12 +556,27 @@ class EpisodeStore:
                 raise DatasetError(self.name, f"is not a feature (features: {', '.join(self.features)})", key=key)
             if key in self._h.video:
                 raise DatasetError(self.name, "is stored as video (per-episode MP4), not as an array", key=key)
+            if self.features[key].is_string:
+                raise DatasetError(self.name, "is a string feature (one text per episode), not an array", key=key)
             self._arrays[key] = self._open_array(f"data/{key}")
         return self._arrays[key]
 
     def is_video(self, key: str) -> bool:
         """Whether `key` is stored as per-episode MP4 files."""
         return key in self._h.video
+
+    def episode_string(self, key: str, episode: int) -> str:
+        """The text of a string feature (task, language instruction) for one episode."""
+        self._check_episode(episode)
+        if key not in self.features or not self.features[key].is_string:
+            raise DatasetError(self.name, "is not a string feature", key=key)
+        return self._h.strings[key][int(self._string_rows[key][episode])]
+
+    def string_values(self, key: str) -> list[str]:
+        """The distinct texts of a string feature, in the order first committed."""
+        if key not in self.features or not self.features[key].is_string:
+            raise DatasetError(self.name, "is not a string feature", key=key)
+        return list(self._h.strings[key])
 
     def video_path(self, key: str, episode: int) -> Path:
         """The MP4 file of one episode of a video feature."""
@@ -602,13 +662,17 @@ class EpisodeStore:
         return found
 
     def chunk_frames(self, key: str) -> int:
-        """Frames per chunk of one key (for a video feature: its keyframe interval)."""
+        """Frames per chunk of one key (for a video feature: its keyframe interval; for a string: 0)."""
+        if key in self.features and self.features[key].is_string:
+            return 0
         if self.is_video(key):
             return self._h.video[key].gop
         return int(self._array(key).chunks[0])
 
     def storage(self, key: str) -> str:
         """Codec summary of one key, e.g. 'zstd(level=3, checksum)' or 'mp4 h264(crf=18, gop=8, yuv420p)'."""
+        if key in self.features and self.features[key].is_string:
+            return f"text per episode ({len(self._h.strings[key])} distinct)"
         if self.is_video(key):
             c = self._h.video[key]
             return f"mp4 h264(crf={c.crf}, gop={c.gop}, {c.pix_fmt})"
@@ -633,6 +697,8 @@ class EpisodeStore:
         """Frames [start, stop) of one key; a missing or undecodable chunk raises an error naming key and episodes."""
         if key in self.features and self.is_video(key):
             return self._read_video(key, start, stop)
+        if key in self.features and self.features[key].is_string:
+            return self._read_string(key, start, stop)
         arr = self._array(key)
         if not 0 <= start <= stop <= self.num_frames:
             raise DatasetError(self.name, f"frames [{start}, {stop}) outside the {self.num_frames} committed", key=key)
@@ -658,6 +724,14 @@ class EpisodeStore:
                                           f"({type(e).__name__}: {e})", key=key, episodes=self._eps(lo, hi)) from None
         raise DatasetCorruptError(self.name, f"frames [{start}, {stop}) cannot be read", key=key,
                                   episodes=self._eps(start, stop))
+
+    def _read_string(self, key: str, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) of a string feature: each frame holds its episode's text (object array)."""
+        if not 0 <= start <= stop <= self.num_frames:
+            raise DatasetError(self.name, f"frames [{start}, {stop}) outside the {self.num_frames} committed", key=key)
+        eps = np.searchsorted(self.episode_ends, np.arange(start, stop), side="right")
+        texts = np.array(self._h.strings[key] + [""], dtype=object)
+        return texts[self._string_rows[key][eps]] if stop > start else np.zeros(0, object)
 
     def _read_video(self, key: str, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) of a video feature, decoded episode by episode."""
@@ -735,6 +809,12 @@ class EpisodeStore:
                         problems.append(Problem(self.name, f"video file holds {frames} frames, the episode "
                                                            f"{self.episode_length(e)}", key, e))
                     continue
+                if self.features[key].is_string:
+                    text = self.episode_string(key, e).encode()
+                    if key in crcs and zlib.crc32(text) != int(crcs[key][e]):
+                        problems.append(Problem(self.name, "text does not match the checksum recorded when it was "
+                                                           "written", key, e))
+                    continue
                 start, stop = self.episode_bounds(e)
                 try:
                     x = self.read(key, start, stop)
@@ -750,7 +830,7 @@ class EpisodeStore:
 
     def missing_chunks(self, key: str) -> list[Problem]:
         """One problem per chunk file (video: episode file) of the committed frames that does not exist."""
-        if self.num_frames == 0:
+        if self.num_frames == 0 or self.features[key].is_string:
             return []
         if self.is_video(key):
             return [Problem(self.name, f"video file {self.video_path(key, e).name} is missing", key, (e, e))
@@ -867,6 +947,11 @@ def _create(path: Path, name: str, features: Mapping[str, Feature], fps: float, 
         root.create_group("data")
         root.create_group("meta")
         for key, f in features.items():
+            if f.is_string:
+                zarr.create_array(store=zs, name=f"meta/strings/{key}", shape=(0,), chunks=(_META_CHUNK,),
+                                  dtype="int32", compressors=[ZstdCodec(level=3, checksum=True)], fill_value=0,
+                                  chunk_key_encoding=_CHUNK_KEY)
+                continue
             if key in storage.video:
                 continue
             zarr.create_array(
@@ -887,6 +972,8 @@ def _create(path: Path, name: str, features: Mapping[str, Feature], fps: float, 
         }
         if storage.video:
             meta["attributes"][ATTR]["video"] = {k: storage.video_codec.to_dict() for k in storage.video}
+        if any(f.is_string for f in features.values()):
+            meta["attributes"][ATTR]["strings"] = {k: [] for k, f in features.items() if f.is_string}
         _write_root(tmp, meta, durable=False)
         try:
             os.rename(tmp, path)
@@ -989,6 +1076,8 @@ class EpisodeWriter:
         self._arrays = arrays
         self._ends = open_rw("meta/episode_ends")
         self._crc_arr = open_rw("meta/checksums")
+        self._str_arr = {k: open_rw(f"meta/strings/{k}") for k, f in self.features.items() if f.is_string}
+        self._vocab = {k: list(v) for k, v in h.strings.items()}
         if list(self._crc_arr.attrs.get("keys", [])) != list(self.features):
             raise DatasetCorruptError(self.name, "meta/checksums keys do not match the features")
         self._episodes, self._frames = h.episodes, h.frames
@@ -1009,7 +1098,7 @@ class EpisodeWriter:
         for arr in self._arrays.values():
             if arr.shape[0] != self._frames:
                 arr.resize((self._frames, *arr.shape[1:]))
-        for arr in (self._ends, self._crc_arr):
+        for arr in (self._ends, self._crc_arr, *self._str_arr.values()):
             if arr.shape[0] != self._episodes:
                 arr.resize((self._episodes, *arr.shape[1:]))
 
@@ -1020,6 +1109,7 @@ class EpisodeWriter:
         self._pending_n = dict.fromkeys(self.features, 0)
         self._written = dict.fromkeys(self.features, self._frames)  # next frame index to write per key
         self._crc = dict.fromkeys(self.features, 0)
+        self._text: dict[str, str | None] = {k: None for k in self._str_arr}  # string keys: the episode's text
         self._n = 0
 
     # ---- state
@@ -1056,8 +1146,10 @@ class EpisodeWriter:
     def add_frame(self, frame: Mapping[str, Any]) -> None:
         """Append one frame (key -> array of the feature's shape) to the episode in progress."""
         self._check_keys(frame.keys())
+        for k in self._str_arr:
+            self._set_text(k, [frame[k]])
         xs = {k: _coerce(frame[k], f, False, self._where(k, self._n)) for k, f in self.features.items()
-              if k not in self._video_files}
+              if k not in self._video_files and not f.is_string}
         for k, x in xs.items():
             self._crc[k] = zlib.crc32(x.data, self._crc[k])  # of the frames given (a video's is replaced on commit)
             if k in self.video:
@@ -1073,8 +1165,11 @@ class EpisodeWriter:
     def add_frames(self, block: Mapping[str, Any]) -> None:
         """Append T frames at once (key -> (T, *shape)) to the episode in progress."""
         self._check_keys(block.keys())
+        for k in self._str_arr:
+            v = block[k]
+            self._set_text(k, [v] if isinstance(v, str | bytes) else list(np.asarray(v, dtype=object).reshape(-1)))
         xs = {k: _coerce(block[k], f, True, self._where(k, self._n)) for k, f in self.features.items()
-              if k not in self._video_files}
+              if k not in self._video_files and not f.is_string}
         lengths = {k: len(x) for k, x in xs.items()}
         for k, t in lengths.items():
             if t != next(iter(lengths.values())):
@@ -1089,6 +1184,26 @@ class EpisodeWriter:
         self._n += next(iter(lengths.values()), 0)
         for k in self._arrays:
             self._flush(k, final=False)
+
+    def _set_text(self, key: str, values: Sequence[Any]) -> None:
+        """Check the texts given for a string feature: one str, the same in every frame of the episode."""
+        for v in values:
+            if isinstance(v, np.ndarray) and v.shape == ():
+                v = v.item()
+            if isinstance(v, bytes):
+                try:
+                    v = v.decode()
+                except UnicodeDecodeError:
+                    raise FrameError(**self._where(key, self._n), what="bytes are not UTF-8 text") from None
+            if not isinstance(v, str):
+                raise FrameError(**self._where(key, self._n), what=f"expects a str, got {type(v).__name__}")
+            if self._text[key] is None:
+                self._text[key] = v
+                self._crc[key] = zlib.crc32(v.encode())
+            elif v != self._text[key]:
+                raise FrameError(**self._where(key, self._n),
+                                 what=f"text changed within the episode ({self._text[key]!r} -> {v!r}); a string "
+                                      "feature holds one text per episode")
 
     def use_video_file(self, key: str, path: str | os.PathLike[str], frames: int) -> None:
         """Supply a video feature of the episode in progress as a finished MP4 of `frames` frames (copied as is).
@@ -1210,6 +1325,14 @@ class EpisodeWriter:
         self._ends[e] = end
         self._crc_arr.resize((e + 1, len(self.features)))
         self._crc_arr[e] = np.array([self._crc[k] for k in self.features], np.uint32)
+        vocab = {k: list(v) for k, v in self._vocab.items()}
+        for k, arr in self._str_arr.items():
+            text = self._text[k]
+            assert text is not None  # every frame carries every key
+            if text not in vocab[k]:
+                vocab[k].append(text)
+            arr.resize((e + 1,))
+            arr[e] = vocab[k].index(text)
         if self.durable:
             self._zs.sync()
         # the commit: one atomic replace of the root zarr.json
@@ -1218,9 +1341,11 @@ class EpisodeWriter:
         if not self._session_added:
             sessions.append({"first_episode": e, **self._session})
         new = {**attrs, "episodes": e + 1, "frames": end, "sessions": sessions}
+        if vocab:
+            new["strings"] = vocab
         meta = {**self._meta, "attributes": {**self._meta["attributes"], ATTR: new}}
         _write_root(self.path, meta, self.durable)
-        self._meta, self._session_added = meta, True
+        self._meta, self._session_added, self._vocab = meta, True, vocab
         self._episodes, self._frames = e + 1, end
         self._reset_episode()
         return e

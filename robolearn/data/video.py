@@ -111,6 +111,9 @@ class VideoReader:
         self.container = self.av.open(str(self.path))
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "NONE"
+        # one reformatter for the file: `frame.to_ndarray(format=...)` builds a new swscale context for every frame,
+        # which costs ~10x the conversion itself for small camera frames
+        self._rgb = self.av.video.reformatter.VideoReformatter()
         self._next: int | None = None  # index the decoder will produce next without seeking
         self._frames: Any = None
 
@@ -129,7 +132,7 @@ class VideoReader:
             self._next = i + 1
             if i < lo:
                 continue
-            out.append(frame.to_ndarray(format="rgb24"))
+            out.append(self._rgb.reformat(frame, format="rgb24").to_ndarray())
             if i >= hi - 1:
                 break
         if len(out) != hi - lo:

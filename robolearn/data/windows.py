@@ -109,6 +109,9 @@ class WindowDataset(Dataset):
         for key, d in deltas.items():
             if key not in s.features:
                 raise DatasetError(s.name, f"is not a feature (features: {', '.join(s.features)})", key=key)
+            if s.features[key].is_string:
+                raise DatasetError(s.name, "is a string feature (one text per episode): read it with "
+                                           "EpisodeStore.episode_string, not as a window", key=key)
             arr = np.asarray(list(d), dtype=np.int64)
             if arr.ndim != 1 or arr.size == 0:
                 raise DatasetError(s.name, f"deltas must be a non-empty list of integers, got {list(d)}", key=key)

@@ -1,7 +1,7 @@
 """A recorder killed with SIGKILL at random moments loses at most the episode in progress.
 
 The store holds a camera as compressed arrays and another as per-episode MP4 (lossless H.264 here, so every
-committed frame is checked, to the RGB <-> YUV rounding).
+committed frame is checked, to the RGB <-> YUV rounding), and a per-episode string (task text).
 
 This file is also the recorder: `python test_dataset_crash.py STORE [MAX_EPISODES]` appends episodes whose contents
 depend only on their index, so the test can check every committed episode byte for byte.
@@ -31,6 +31,7 @@ FEATURES = {
     "wrist": Feature((16, 16, 3), "uint8"),
     "state": Feature((5,), "float32", units="m"),
     "action": Feature((2,), "float64"),
+    "task": Feature((), "string"),  # one text per episode: committed with the episode or not at all
 }
 # small chunks so that episodes share chunks and commits rewrite chunks holding committed frames
 STORAGE = StorageOptions(chunk_frames={"cam": 4, "state": 16, "action": 7}, video=("wrist",),
@@ -48,6 +49,7 @@ def episode_data(i: int) -> dict[str, np.ndarray]:
         "wrist": rng.integers(0, 256, (t, 16, 16, 3), dtype=np.uint8),
         "state": rng.normal(size=(t, 5)).astype(np.float32),
         "action": rng.normal(size=(t, 2)),
+        "task": np.array([f"task {i % 4} ünïcode"] * t, dtype=object),
     }
 
 

@@ -268,3 +268,31 @@ def test_merge_split_convert_make_new_stores_and_keep_provenance(tmp_path: Path)
     with pytest.raises(SchemaMismatchError, match=f"dataset '{odd}', key 'action': dtype differs"):
         merge(tmp_path / "bad.zarr", [a, odd])
     assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_string_feature_one_text_per_episode(tmp_path):
+    """A task text is stored once per episode, visible only once the episode commits, checked and merged."""
+    from robolearn.data.store import merge
+
+    p = tmp_path / "tasks.zarr"
+    feats = {"x": Feature((2,)), "task": Feature((), "string")}
+    with EpisodeWriter(p, feats, 10.0) as w:
+        w.add_episode({"x": np.zeros((3, 2)), "task": "pick up the cube"})
+        for _ in range(2):
+            w.add_frame({"x": np.ones(2), "task": "place it"})
+        w.end_episode()
+        w.add_frame({"x": np.ones(2), "task": "open"})
+        with pytest.raises(FrameError, match="key 'task', episode 2.*text changed within the episode"):
+            w.add_frame({"x": np.ones(2), "task": "close"})
+        assert EpisodeStore(p).string_values("task") == ["pick up the cube", "place it"]  # "open" not committed
+        w.add_frame({"x": np.ones(2), "task": "open"})
+        w.end_episode()
+        with pytest.raises(FrameError, match="expects a str"):
+            w.add_frame({"x": np.ones(2), "task": 3})
+    s = EpisodeStore(p)
+    assert [s.episode_string("task", e) for e in range(3)] == ["pick up the cube", "place it", "open"]
+    assert s.read("task", 2, 6).tolist() == ["pick up the cube", "place it", "place it", "open"]
+    assert validate(p) == []
+    m = merge(tmp_path / "m.zarr", [p, p])
+    assert [m.episode_string("task", e) for e in range(6)] == ["pick up the cube", "place it", "open"] * 2
+    assert m.string_values("task") == ["pick up the cube", "place it", "open"]

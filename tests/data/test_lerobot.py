@@ -171,3 +171,227 @@ def test_import_a_hand_built_v3_dataset(tmp_path):
     with pytest.raises(DatasetError, match="data file data/chunk-000/file-000.parquet is missing"):
         import_lerobot(root, tmp_path / "broken.zarr")
     assert not (tmp_path / "old.zarr").exists() and not (tmp_path / "broken.zarr").exists()
+
+
+# ------------------------------------------------------------------ rollover, remux, tasks, stats, bad input
+STAT_KEYS = {"mean", "std", "min", "max", "count", "q01", "q10", "q50", "q90", "q99"}
+
+
+@pytest.fixture
+def tasks_store(tmp_path):
+    """Five episodes with a task text each, a camera stored as per-episode MP4 and one as compressed arrays."""
+    from robolearn.data import StorageOptions
+
+    p = tmp_path / "tasks.zarr"
+    feats = {"observation.state": Feature((3,), names=("x", "y", "z")),
+             "observation.images.front": Feature((32, 48, 3), "uint8"),
+             "observation.images.wrist": Feature((16, 16, 3), "uint8"),
+             "action": Feature((2,)), "task": Feature((), "string")}
+    rng = np.random.default_rng(1)
+    texts = ["pick up the cube", "open the drawer", "pick up the cube", "stack ünïcode blocks", "open the drawer"]
+    with EpisodeWriter(p, feats, 10.0, storage=StorageOptions(video=("observation.images.front",))) as w:
+        for e, n in enumerate((6, 9, 4, 7, 5)):
+            w.add_episode({"observation.state": rng.normal(size=(n, 3)).astype(np.float32),
+                           "observation.images.front": smooth_images(n, phase=e),
+                           "observation.images.wrist": smooth_images(n, 16, 16, phase=2 * e),
+                           "action": rng.normal(size=(n, 2)).astype(np.float32), "task": texts[e]})
+    return EpisodeStore(p)
+
+
+def _packets(path):
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(video=0) if p.size]
+
+
+def test_rollover_remux_tasks_round_trip(tmp_path, tasks_store):
+    from robolearn.data.lerobot import export_lerobot
+
+    src = tasks_store
+    out = export_lerobot(src, tmp_path / "lr", chunks_size=2, data_files_size_in_mb=1e-4,
+                         video_files_size_in_mb=0.005)
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["chunks_size"] == 2 and info["data_files_size_in_mb"] == 1e-4 and info["total_tasks"] == 3
+    assert info["robolearn"]["videos"] == {"observation.images.front": "copied", "observation.images.wrist": "encoded"}
+    assert "task" not in info["features"] and info["features"]["task_index"]["dtype"] == "int64"
+    eps = sorted(sum((pq.read_table(f).to_pylist() for f in sorted(out.glob("meta/episodes/*/*.parquet"))), []),
+                 key=lambda r: r["episode_index"])
+    # one episode per data file (the limit is below one episode), two files per chunk
+    assert [(r["data/chunk_index"], r["data/file_index"]) for r in eps] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]
+    assert sorted(str(p.relative_to(out)) for p in out.glob("data/*/*.parquet")) == [
+        "data/chunk-000/file-000.parquet", "data/chunk-000/file-001.parquet", "data/chunk-001/file-000.parquet",
+        "data/chunk-001/file-001.parquet", "data/chunk-002/file-000.parquet"]
+    assert len(list(out.glob("meta/episodes/*/*.parquet"))) == 5  # metadata rolls over by the same rule
+    d3 = pq.read_table(out / "data/chunk-001/file-001.parquet")
+    assert d3.column("index").to_pylist() == list(range(19, 26)) and d3.column("frame_index").to_pylist()[0] == 0
+    tasks = pq.read_table(out / "meta/tasks.parquet").to_pydict()
+    assert tasks["task"] == ["pick up the cube", "open the drawer", "stack ünïcode blocks"]
+    assert d3.column("task_index").to_pylist() == [2] * 7 and eps[3]["tasks"] == ["stack ünïcode blocks"]
+    # videos: several files; within a file an episode starts where the previous ended, a new file starts at 0
+    for key in ("observation.images.front", "observation.images.wrist"):
+        locs = [(r[f"videos/{key}/chunk_index"], r[f"videos/{key}/file_index"]) for r in eps]
+        assert len(set(locs)) > 1, key
+        for a, b in zip(eps, eps[1:], strict=False):
+            same = locs[a["episode_index"]] == locs[b["episode_index"]]
+            start = b[f"videos/{key}/from_timestamp"]
+            assert start == (pytest.approx(a[f"videos/{key}/to_timestamp"]) if same else 0.0)
+        for loc in set(locs):
+            frames = sum(r["length"] for r, lc in zip(eps, locs, strict=True) if lc == loc)
+            path = out / f"videos/{key}/chunk-{loc[0]:03d}/file-{loc[1]:03d}.mp4"
+            with av.open(str(path)) as c:
+                assert sum(1 for _ in c.decode(video=0)) == frames
+    # remux: the stored episodes' compressed packets are in the export byte for byte
+    first = [r for r in eps if (r["videos/observation.images.front/chunk_index"],
+                                r["videos/observation.images.front/file_index"]) == (0, 0)]
+    want = sum((_packets(src.video_path("observation.images.front", r["episode_index"])) for r in first), [])
+    assert _packets(out / "videos/observation.images.front/chunk-000/file-000.mp4") == want
+    # stats: global and per episode, LeRobot's keys
+    stats = json.loads((out / "meta/stats.json").read_text())
+    for k in ("observation.state", "observation.images.front", "action", "index", "timestamp"):
+        assert set(stats[k]) == STAT_KEYS, k
+    assert np.array(stats["observation.images.wrist"]["q50"]).shape == (3, 1, 1)
+    assert stats["observation.state"]["count"] == [31] and np.array(stats["action"]["q90"]).shape == (2,)
+    assert {f"stats/observation.state/{s}" for s in STAT_KEYS} <= set(eps[0])
+    assert eps[1]["stats/observation.images.front/count"] == [9]
+
+    back = import_lerobot(out, tmp_path / "back.zarr")
+    assert back.features == src.features and validate(back.path) == []
+    assert [back.episode_string("task", e) for e in range(5)] == [src.episode_string("task", e) for e in range(5)]
+    for e in range(5):
+        x, y = src.read_episode(e), back.read_episode(e)
+        for k in x:
+            if k.startswith("observation.images"):  # copied video: identical decode; encoded: lossy but close
+                tol = 0 if k.endswith("front") else 4
+                assert x[k].shape == y[k].shape and np.abs(x[k].astype(int) - y[k]).mean() <= tol, (k, e)
+            else:
+                np.testing.assert_array_equal(x[k], y[k], err_msg=f"{k} episode {e}")
+    st = back.attributes["stats"]["features"]  # global stats, quantiles included, in store units
+    assert st["observation.images.front"]["q99"] == pytest.approx(
+        (np.array(stats["observation.images.front"]["q99"]).reshape(-1) * 255).tolist())
+    assert "q10" in st["action"]
+
+
+def test_stats_of_a_hand_made_dataset(tmp_path):
+    from robolearn.data.lerobot import export_lerobot
+
+    p = tmp_path / "hand.zarr"
+    feats = {"state": Feature((2,)), "img": Feature((4, 4, 3), "uint8"), "gripper": Feature(())}
+    with EpisodeWriter(p, feats, 5.0) as w:
+        w.add_episode({"state": np.stack([np.arange(10.0), 10 * np.arange(10.0)], -1),
+                       "img": np.zeros((10, 4, 4, 3), np.uint8), "gripper": np.ones(10)})
+        w.add_episode({"state": np.stack([np.arange(10.0, 20.0), -np.ones(10)], -1),
+                       "img": np.full((10, 4, 4, 3), (255, 51, 0), np.uint8), "gripper": np.zeros(10)})
+    out = export_lerobot(p, tmp_path / "lr", task_text="sort")
+    stats = json.loads((out / "meta/stats.json").read_text())
+    x = np.arange(20.0)
+    s0 = stats["state"]
+    assert s0["mean"][0] == pytest.approx(9.5) and s0["std"][0] == pytest.approx(x.std())
+    assert s0["min"] == [0.0, -1.0] and s0["max"] == [19.0, 90.0] and s0["count"] == [20]
+    for q in (0.01, 0.1, 0.5, 0.9, 0.99):
+        assert s0[f"q{round(q * 100):02d}"][0] == pytest.approx(np.quantile(x, q))
+    assert stats["gripper"]["mean"] == [0.5] and stats["gripper"]["q50"] == [0.5]  # scalars are shape [1]
+    img = stats["img"]  # per channel in [0, 1], (3, 1, 1); half the pixels black, half (255, 51, 0)
+    assert np.array(img["mean"]).reshape(-1) == pytest.approx([0.5, 0.1, 0.0])
+    assert np.array(img["max"]).reshape(-1) == pytest.approx([1.0, 0.2, 0.0])
+    assert np.array(img["std"]).reshape(-1) == pytest.approx([0.5, 0.1, 0.0])
+    assert img["count"] == [20] and stats["episode_index"]["mean"] == [0.5]
+    ep = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert ep[1]["stats/state/mean"] == pytest.approx([14.5, -1.0]) and ep[1]["stats/img/max"] == [[[1.0]], [[0.2]],
+                                                                                                [[0.0]]]
+    assert ep[0]["stats/gripper/q50"] == [1.0] and ep[0]["tasks"] == ["sort"]
+    from robolearn.data.lerobot import stats_sample  # camera stats sample frames as LeRobot does
+
+    assert len(stats_sample(50)) == 50 and len(stats_sample(300)) == 100 and len(stats_sample(10_000)) == 1000
+    assert stats_sample(300)[[0, -1]].tolist() == [0, 299]
+
+
+def test_bad_input_gets_one_clear_error_naming_the_file(tmp_path, tasks_store):
+    import shutil
+
+    from robolearn.data.lerobot import export_lerobot
+
+    good = export_lerobot(tasks_store, tmp_path / "good", data_files_size_in_mb=1e-4)
+
+    def broken(name, change):
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        change(d)
+        return d
+
+    def info_edit(**kv):
+        def change(d):
+            info = json.loads((d / "meta/info.json").read_text())
+            info.update(kv)
+            (d / "meta/info.json").write_text(json.dumps(info))
+        return change
+
+    cases = [
+        (broken("noinfo", lambda d: (d / "meta/info.json").unlink()), "meta/info.json is missing"),
+        (broken("v21", info_edit(codebase_version="v2.1")), "LeRobot v2.1; only v3.x.*convert_dataset_v21_to_v30"),
+        (broken("frames", info_edit(total_frames=30)), "meta/info.json says 30 frames.*add up to 31"),
+        (broken("nodata", lambda d: (d / "data/chunk-000/file-002.parquet").unlink()),
+         "data file data/chunk-000/file-002.parquet is missing"),
+        (broken("novideo", lambda d: shutil.rmtree(d / "videos/observation.images.wrist")),
+         "video file videos/observation.images.wrist/chunk-000/file-000.mp4 is missing"),
+        (broken("notasks", lambda d: (d / "meta/tasks.parquet").unlink()), "meta/tasks.parquet is missing"),
+        (broken("noeps", lambda d: shutil.rmtree(d / "meta/episodes")), "no files matching meta/episodes"),
+    ]
+
+    def short_file(d):  # a data file with a row less than its episode
+        f = d / "data/chunk-000/file-001.parquet"
+        t = pq.read_table(f)
+        pq.write_table(t.slice(0, t.num_rows - 1), f)
+
+    cases.append((broken("short", short_file), "data file data/chunk-000/file-001.parquet holds 8 rows.*length 9"))
+    for i, (d, msg) in enumerate(cases):
+        with pytest.raises(DatasetError, match=msg):
+            import_lerobot(d, tmp_path / f"out{i}.zarr")
+        assert not (tmp_path / f"out{i}.zarr").exists()
+    assert not list(tmp_path.glob(".*building*"))
+
+
+def test_failed_export_leaves_nothing_that_looks_complete(tmp_path, tasks_store):
+    from robolearn.data.lerobot import export_lerobot
+
+    # a damaged stored video fails the export midway; neither the destination nor a half-built directory remains
+    tasks_store.video_path("observation.images.front", 3).write_bytes(b"not an mp4")
+    with pytest.raises(DatasetError):
+        export_lerobot(tasks_store, tmp_path / "lr")
+    assert not (tmp_path / "lr").exists() and not list(tmp_path.glob(".lr.building*"))
+
+
+def test_cli_export_without_remux_encodes(tmp_path, tasks_store, capsys):
+    out = tmp_path / "lr"
+    assert main(["dataset", "convert", tasks_store.name, str(out), "--to", "lerobot", "--no-remux",
+                 "--chunks-size", "3", "--data-file-mb", "0.0001"]) == 0
+    assert "videos: observation.images.front encoded" in capsys.readouterr().out
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["robolearn"]["videos"]["observation.images.front"] == "encoded" and info["chunks_size"] == 3
+    assert (out / "data/chunk-001/file-000.parquet").is_file()
+
+
+def test_import_a_dataset_written_by_lerobot(tmp_path):
+    """tests/data/lerobot_v3_native was written by LeRobot 0.4.4 itself (make_dataset.py there): 3 episodes, 2 tasks,
+    an h264 camera; every value is known."""
+    from pathlib import Path
+
+    s = import_lerobot(Path(__file__).parent / "lerobot_v3_native", tmp_path / "native.zarr")
+    assert validate(s.path) == [] and s.num_episodes == 3 and s.fps == 10
+    assert s.features["observation.state"].names == ("a", "b") and s.features["task"].dtype == "string"
+    assert [s.episode_string("task", e) for e in range(3)] == ["wave", "point", "wave"]
+    for e, n in enumerate((5, 8, 6)):
+        d = s.read_episode(e)
+        np.testing.assert_array_equal(d["observation.state"], np.stack([np.full(n, e), np.arange(n)], -1))
+        np.testing.assert_array_equal(d["action"], np.arange(n) * 0.5)
+        want = 20 * np.arange(n) + 40 * e  # flat frames; H.264 keeps them within a level or two
+        assert np.abs(d["observation.images.cam"].reshape(n, -1).mean(1) - want).max() < 2
+    st = s.attributes["stats"]["features"]  # LeRobot's global stats, quantiles included, images back in 0..255
+    assert {"q01", "q10", "q50", "q90", "q99"} <= set(st["observation.state"])
+    assert st["observation.state"]["max"] == [2.0, 7.0] and len(st["observation.images.cam"]["mean"]) == 3
+
+
+def test_bench_lerobot_export_runs_at_tiny_size(capsys):
+    assert main(["bench", "lerobot-export", "--json", "--episodes", "2", "--steps", "6", "--size", "16",
+                 "--repeats", "1"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["frames"] == 12 and r["remux_s"] > 0 and r["encode_s"] > 0 and r["speedup"] > 0
+    assert {"remux_frames_per_s", "encode_frames_per_s", "bytes_on_disk"} <= set(r)
