@@ -13,6 +13,12 @@ topic map (adapter, topics, options; see `topic_map.py`). States:
 - estop: `~/estop` latches the safe action until `~/clear_estop`;
 - stopping: `~/deactivate` (`~/land` for the Crazyflie) plays the safe sequence, then goes inactive.
 
+Chunking policies (ACT, diffusion) run with `async_inference:=true` (default): a background thread predicts the
+next chunk once `prefetch_steps` (default: half of n_action_steps) of the current one are left, so a control
+period never waits on the network; a late chunk leaves the old one playing (`infer_late_chunks`,
+`infer_late_steps`, `infer_starved_steps` in the diagnostics, and a warning). `async_inference:=false` predicts
+in the control step (what `robolearn bench ros-loop-latency --sync` measures).
+
 Diagnostics (`/diagnostics`, diagnostic_msgs/DiagnosticArray) carry the state, the last fault (naming the input
 or term), inference and step latency (p50/p99/max), deadline misses and watchdog trips. Start-up problems (bad
 topic map, malformed manifest, a term the robot cannot provide) end the process with exit code 2 and one line
@@ -219,7 +225,7 @@ class Core:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point `robolearn-policy-node` (`ros2 run robolearn_ros policy_node`)."""
-    return run_node("policy_node", PolicyNode, argv=argv)
+    return run_node("policy_node", PolicyNode, close="close", argv=argv)
 
 
 def _make_node_class() -> type:
@@ -240,6 +246,7 @@ def _make_node_class() -> type:
                 "artifact": "", "topic_map": "", "rate_hz": 0.0, "trigger": "timer", "watchdog_periods": 2,
                 "max_delta_per_step": 0.0, "action_low": -1.0, "action_high": 1.0, "autostart": True,
                 "diagnostics_rate_hz": 2.0, "clock_jump_s": 0.25, "backend": "onnx", "threads": 1,
+                "async_inference": True, "prefetch_steps": -1,
             }
             for k, v in p.items():
                 self.declare_parameter(k, v)
@@ -258,9 +265,14 @@ def _make_node_class() -> type:
 
             try:
                 # the manifest against the robot first: a term the robot cannot provide fails before any model loads
-                tmap.adapter(read_manifest(g["artifact"]), tmap.options, set(tmap.outputs))
+                manifest = read_manifest(g["artifact"])
+                tmap.adapter(manifest, tmap.options, set(tmap.outputs))
+                chunked = {}
+                if manifest["network"]["kind"] != "mlp":  # ACT / diffusion: chunks predicted in the background
+                    chunked = {"async_inference": bool(g["async_inference"]),
+                               "prefetch_steps": None if int(g["prefetch_steps"]) < 0 else int(g["prefetch_steps"])}
                 rt = PolicyRuntime.load(g["artifact"], backend=g["backend"], threads=int(g["threads"]),
-                                        max_delta_per_step=g["max_delta_per_step"] or None)
+                                        max_delta_per_step=g["max_delta_per_step"] or None, **chunked)
             except (RobolearnError, ValueError) as e:
                 raise ConfigError(str(e)) from None
             if rt.image_inputs:  # adapters turn messages into the state vector; cameras need an image adapter
@@ -290,6 +302,7 @@ def _make_node_class() -> type:
             if tmap.adapter.kind == "crazyflie":
                 self.create_service(Trigger, "~/land", self._service(self.core.deactivate))
                 self.create_service(Trigger, "~/takeoff", self._service(self.core.takeoff))
+            self._late_seen = 0
             self._primary = self.core.required[0]
             self._last_tick = None
             self._published_state = ""
@@ -304,8 +317,15 @@ def _make_node_class() -> type:
             if g["autostart"]:
                 self.core.activate(self._now())
             self._publish_state()
+            runner = getattr(rt, "runner", None)
+            mode = "" if runner is None else f", async chunk inference (prefetch {runner.prefetch} steps)"
             self.get_logger().info(f"{rt!r} at {rate:g} Hz, adapter '{tmap.adapter.kind}', trigger '{self.trigger}', "
-                                   f"state {self.core.state}")
+                                   f"state {self.core.state}{mode}")
+
+        def close(self) -> None:
+            """Stop the runtime's inference thread (async chunk inference)."""
+            if hasattr(self.core.rt, "close"):
+                self.core.rt.close()
 
         def _now(self) -> float:
             return self.get_clock().now().nanoseconds * 1e-9
@@ -396,8 +416,16 @@ def _make_node_class() -> type:
             c = self.core
             level = {ACTIVE: 0, INACTIVE: 0, STOPPING: 1, FAULT: 2, ESTOP: 2}[c.state]
             values = {"state": c.state, "fault": c.fault, **{k: str(v) for k, v in c.counts.items()}}
-            for k, v in c.rt.stats().items():
+            rt_stats = c.rt.stats()
+            for k, v in rt_stats.items():
                 values[f"infer_{k}"] = f"{v:.4f}" if isinstance(v, float) else str(v)
+            late = int(rt_stats.get("late_chunks", 0))
+            if late > self._late_seen:  # async chunk inference fell behind: the old chunk kept playing
+                self.get_logger().warn(
+                    f"{late - self._late_seen} chunk(s) late (total {late}: {rt_stats.get('late_steps', 0)} steps "
+                    f"played past n_action_steps, {rt_stats.get('starved_steps', 0)} steps held); chunk inference "
+                    f"p99 {rt_stats.get('chunk_p99_ms', float('nan')):.1f} ms: raise prefetch_steps")
+                self._late_seen = late
             if c.step_ms:
                 lat = np.asarray(c.step_ms)
                 values |= {"step_p50_ms": f"{np.percentile(lat, 50):.4f}",
