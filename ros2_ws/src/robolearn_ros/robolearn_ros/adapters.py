@@ -69,6 +69,8 @@ class SafeCommand:
     done: bool = False
     phase: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    motors_off: bool = False
+    """Stop the motors (Crazyflie): the adapter sends its explicit motors-off message instead of `physical`."""
 
 
 class Adapter:
@@ -127,6 +129,13 @@ class Adapter:
         """Safe physical command `t` seconds into a fault; `fresh`: the inputs are still trustworthy."""
         raise NotImplementedError
 
+    def on_activate(self) -> None:
+        """The node (re)starts the policy: forget per-flight state."""
+
+    def estop_command(self) -> SafeCommand | None:
+        """What the e-stop latches, if not the safe sequence (the Crazyflie's motors-off)."""
+        return None
+
     # ---- shared
 
     def observation(self, msgs: dict[str, Any]) -> np.ndarray:
@@ -179,9 +188,16 @@ def _need_dim(provided: dict[str, int | None], terms: list[dict[str, Any]]) -> N
 class CrazyflieAdapter(Adapter):
     """Crazyflie through crazyswarm2-style topics: Odometry in, motor speeds (rpm policies) or cmd_vel_legacy out.
 
+    Takeoff (`takeoff`): the goal ramps from the current position (on the ground) to `goal` over `takeoff_s`.
+    Landing (`land`): the policy keeps flying while the goal descends at `land_speed` to `ground_z` below the
+    current position; once the state estimate is within `land_cutoff_z` of the ground the motors are switched
+    off (if that takes `land_timeout_s` longer than the descent, the safe sequence's open-loop descent finishes it).
     Safe action: hover (the neutral action, a = 0) for `hover_s`, then descend at reduced thrust for `land_s`
-    (stopping early once the fresh state estimate is below `ground_z + 0.03`), then the lowest thrust the
-    manifest allows (motor cut-off itself is the firmware's or crazyswarm2's `stop`, outside the policy's limits).
+    (stopping early once the fresh state estimate is below `ground_z + 0.03`), then motors off. The e-stop switches
+    the motors off at once (`estop_motors_off`, as crazyswarm2's emergency stop does).
+
+    Motors off is the one command outside the manifest's limits, sent only in those three places: `motors` with
+    every speed 0 (rpm policies), `cmd_vel_legacy` with thrust 0 (the firmware's own motor stop for that setpoint).
     """
 
     kind = "crazyflie"
@@ -200,6 +216,10 @@ class CrazyflieAdapter(Adapter):
         "land_thrust_frac": 0.85,
         "ground_z": 0.0,
         "takeoff_s": 2.0,
+        "land_speed": 0.3,
+        "land_cutoff_z": 0.05,
+        "land_timeout_s": 3.0,
+        "estop_motors_off": True,
         "max_thrust_n": DEFAULT_MAX_THRUST_N,
     }
 
@@ -224,16 +244,51 @@ class CrazyflieAdapter(Adapter):
         if not (isinstance(goal, list) and len(goal) == 3 and all(isinstance(g, int | float) for g in goal)):
             raise ConfigError(f"topic map: option 'goal' must be 3 numbers, got {goal!r}")
         self.goal = np.asarray(goal, dtype=np.float64)
-        self._ramp: tuple[np.ndarray, float] | None = None
+        for k in ("takeoff_s", "land_speed", "land_cutoff_z", "land_timeout_s"):
+            if not (isinstance(self.opt[k], int | float) and self.opt[k] > 0):
+                raise ConfigError(f"topic map: option '{k}' must be a number > 0, got {self.opt[k]!r}")
+        self._ramp: tuple[np.ndarray, np.ndarray, float, float] | None = None  # start, end, t0, duration
+        self.land_s = 0.0  # duration of the landing ramp in progress
+
+    def on_activate(self) -> None:
+        """A new flight: the goal is `goal` again (no takeoff or landing ramp)."""
+        self._ramp = None
+
+    def _position(self, msgs: dict[str, Any]) -> np.ndarray | None:
+        s = msgs.get("state")
+        if s is None:
+            return None
+        p = s.pose.pose.position
+        return np.array([p.x, p.y, p.z])
 
     def takeoff(self, msgs: dict[str, Any], now: float) -> None:
         """Move the goal from the current position to `goal` over `takeoff_s` (crazyswarm2's takeoff, as a ramp)."""
-        s = msgs.get("state")
-        if s is None:
-            self._ramp = None
+        pos = self._position(msgs)
+        self._ramp = None if pos is None else (pos, self.goal.copy(), now, float(self.opt["takeoff_s"]))
+
+    def land(self, msgs: dict[str, Any], now: float) -> None:
+        """Move the goal straight down from the current position to the ground at `land_speed`."""
+        pos = self._position(msgs)
+        if pos is None:
             return
-        p = s.pose.pose.position
-        self._ramp = (np.array([p.x, p.y, p.z]), now)
+        end = np.array([pos[0], pos[1], float(self.opt["ground_z"])])
+        self.land_s = max(float(pos[2] - end[2]), 0.0) / float(self.opt["land_speed"])
+        self._ramp = (pos, end, now, max(self.land_s, 1e-3))
+
+    def landed(self, msgs: dict[str, Any]) -> bool:
+        """The state estimate is within `land_cutoff_z` of the ground."""
+        pos = self._position(msgs)
+        return pos is not None and pos[2] < float(self.opt["ground_z"]) + float(self.opt["land_cutoff_z"])
+
+    def motors_off(self) -> SafeCommand:
+        """Stop the motors (the physical vector is the lowest command the manifest allows, for the action history)."""
+        low = self.offset + np.minimum(self.scale * self.manifest["action"]["low"],
+                                       self.scale * self.manifest["action"]["high"])
+        return SafeCommand(low, done=True, phase="motors_off", motors_off=True)
+
+    def estop_command(self) -> SafeCommand | None:
+        """E-stop: motors off (`estop_motors_off`), else the safe sequence."""
+        return self.motors_off() if self.opt["estop_motors_off"] else None
 
     def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Observation terms from the latest messages."""
@@ -245,11 +300,9 @@ class CrazyflieAdapter(Adapter):
             g = msgs["goal"].point
             goal = np.array([g.x, g.y, g.z])
         elif self._ramp is not None:
-            start, t0 = self._ramp
-            alpha = min(max((self.now - t0) / max(float(self.opt["takeoff_s"]), 1e-9), 0.0), 1.0)
-            goal = start + alpha * (goal - start)
-            if alpha >= 1.0:
-                self._ramp = None
+            start, end, t0, duration = self._ramp
+            alpha = min(max((self.now - t0) / duration, 0.0), 1.0)
+            goal = start + alpha * (end - start)
         return {
             "pos_error": np.array([p.x, p.y, p.z]) - goal,
             "rotation_matrix": rot.reshape(-1),  # row-major body-to-world
@@ -258,18 +311,21 @@ class CrazyflieAdapter(Adapter):
         }
 
     def commands(self, physical: np.ndarray, stamp: Any, safe: SafeCommand | None = None) -> dict[str, Any]:
-        """Command messages for a clamped physical action."""
+        """Command messages for a clamped physical action (or motors off)."""
+        off = safe is not None and safe.motors_off
         if self.mode == "rpm":
             from sensor_msgs.msg import JointState
 
             msg = JointState()
             msg.header.stamp = stamp
             msg.name = MOTOR_NAMES
-            msg.velocity = (physical * RPM_TO_RAD_S).tolist()
+            msg.velocity = [0.0] * 4 if off else (physical * RPM_TO_RAD_S).tolist()
             return {"motors": msg}
         from geometry_msgs.msg import Twist
 
         msg = Twist()
+        if off:
+            return {"cmd_vel_legacy": msg}  # thrust 0: the firmware stops the motors
         rates = np.degrees(physical[1:4])
         msg.linear.x, msg.linear.y, msg.angular.z = float(rates[0]), float(rates[1]), float(rates[2])
         msg.linear.z = thrust_to_pwm(float(physical[0]), self.opt["max_thrust_n"])
@@ -278,10 +334,8 @@ class CrazyflieAdapter(Adapter):
     def safe(self, t: float, msgs: dict[str, Any], fresh: bool, last: np.ndarray | None) -> SafeCommand:
         """The safe physical command `t` s into a fault."""
         hover = self.offset.copy()  # a = 0: hover thrust, zero body rates
-        low = self.offset + np.minimum(self.scale * self.manifest["action"]["low"],
-                                       self.scale * self.manifest["action"]["high"])
         if last is None:  # never commanded (e.g. started without a state estimate): do not spin up to hover
-            return SafeCommand(low, done=True, phase="idle")
+            return SafeCommand(self.motors_off().physical, done=True, phase="idle", motors_off=True)
         hover_s, land_s = float(self.opt["hover_s"]), float(self.opt["land_s"])
         on_ground = False
         if fresh and msgs.get("state") is not None:
@@ -296,7 +350,7 @@ class CrazyflieAdapter(Adapter):
             else:
                 land[0] = self.offset[0] * frac
             return SafeCommand(land, phase="land")
-        return SafeCommand(low, done=True, phase="landed")
+        return SafeCommand(self.motors_off().physical, done=True, phase="landed", motors_off=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------- arm

@@ -10,8 +10,12 @@ topic map (adapter, topics, options; see `topic_map.py`). States:
   observation, the runtime infers, and the command — clamped to the manifest's physical limits — is published;
 - fault: an input went quiet for `watchdog_periods` control periods, held NaN/inf, or the clock jumped: the
   adapter's safe action is published and the node resumes by itself once inputs are fresh and finite;
-- estop: `~/estop` latches the safe action until `~/clear_estop`;
-- stopping: `~/deactivate` (`~/land` for the Crazyflie) plays the safe sequence, then goes inactive.
+- estop: `~/estop` latches the safe action (the Crazyflie: motors off) until `~/clear_estop`;
+- stopping: `~/deactivate` plays the safe sequence, then goes inactive;
+- landing (Crazyflie): `~/land` while active — the policy flies the goal down to the ground, then the motors
+  are switched off and the node goes inactive; `~/takeoff` activates with the goal ramping up from the ground.
+  A safe sequence that ends on the ground (watchdog timeout, a landing that does not touch down) also ends in
+  motors off, and the node inactive: it does not take off again by itself.
 
 Chunking policies (ACT, diffusion) run with `async_inference:=true` (default): a background thread predicts the
 next chunk once `prefetch_steps` (default: half of n_action_steps) of the current one are left, so a control
@@ -39,6 +43,8 @@ from robolearn_ros.messages import ConfigError, run_node
 from robolearn_ros.topic_map import TopicMap, load_topic_map
 
 INACTIVE, ACTIVE, FAULT, ESTOP, STOPPING = "inactive", "active", "fault", "estop", "stopping"
+LANDING = "landing"
+FLYING = (ACTIVE, LANDING)  # the policy is in control
 
 
 class Core:
@@ -71,9 +77,11 @@ class Core:
         self.fault = ""
         self.fault_t = 0.0
         self.last_cmd: np.ndarray | None = None
+        self.cut = False  # the landing touched down: motors off
+        self.land_t = 0.0
         self.required = [s for s in topic_map.inputs if topic_map.adapter.INPUTS[s].required]
         self.counts = {"cycles": 0, "deadline_misses": 0, "watchdog_trips": 0, "faults": 0, "invalid_inputs": 0,
-                       "clock_jumps": 0, "clamped": 0, "safe_commands": 0}
+                       "clock_jumps": 0, "clamped": 0, "safe_commands": 0, "motors_off": 0}
         self.trip_periods: float | None = None  # node-clock delay from the last input to the last watchdog trip
         self.step_ms: deque[float] = deque(maxlen=2000)
         self._last_clock: tuple[float, float] | None = None
@@ -89,7 +97,7 @@ class Core:
     def on_watchdog(self, slot: str, now: float) -> bool:
         """The slot's watchdog timer ran out (no message for `watchdog_periods` periods); True if this tripped."""
         self.stale[slot] = True
-        if self.state != ACTIVE or slot not in self.required:
+        if self.state not in FLYING or slot not in self.required:
             return False
         last = self.last_input_t[slot]
         self.counts["watchdog_trips"] += 1
@@ -107,7 +115,7 @@ class Core:
     def set_fault(self, reason: str, now: float) -> None:
         """Enter (or stay in) the fault state: safe action from now on."""
         self.counts["faults"] += self.state != FAULT
-        if self.state == ACTIVE:
+        if self.state in FLYING:
             self.state, self.fault_t = FAULT, now
         self.fault = reason
 
@@ -117,7 +125,8 @@ class Core:
             return "e-stop is latched; call clear_estop first"
         self.rt.reset()
         self.adapter.reset_history()
-        self.state, self.fault = ACTIVE, ""
+        self.adapter.on_activate()
+        self.state, self.fault, self.cut = ACTIVE, "", False
         return "active"
 
     def takeoff(self, now: float) -> str:
@@ -130,9 +139,19 @@ class Core:
             return "taking off"
         return msg
 
+    def land(self, now: float) -> str:
+        """Crazyflie: active → landing (the policy flies the goal down, then motors off); else the safe sequence."""
+        if self.state == ACTIVE and self.fresh():
+            self.adapter.land(self.msgs, now)  # type: ignore[attr-defined]
+            self.state, self.land_t = LANDING, now
+            return "landing"
+        if self.state == LANDING:
+            return "landing"
+        return self.deactivate(now)
+
     def deactivate(self, now: float) -> str:
-        """active/fault → stopping (safe sequence, then inactive)."""
-        if self.state in (ACTIVE, FAULT):
+        """active/landing/fault → stopping (safe sequence, then inactive)."""
+        if self.state in (*FLYING, FAULT):
             self.state, self.fault_t = STOPPING, now
         return self.state
 
@@ -157,17 +176,17 @@ class Core:
             jump = (now - self._last_clock[0]) - (mono - self._last_clock[1])
             if abs(jump) > self.clock_jump_s:
                 self.counts["clock_jumps"] += 1
-                if self.state == ACTIVE:
+                if self.state in FLYING:
                     self.set_fault(f"clock jumped by {jump:+.3f} s", now)
                 self._last_clock = (now, mono)
                 return self._safe(now) if self.state in (FAULT, ESTOP, STOPPING) else None
         self._last_clock = (now, mono)
         stale = [s for s in self.required if self.msgs[s] is None or self.stale[s]]
-        if stale and self.state == ACTIVE:
+        if stale and self.state in FLYING:
             self.on_watchdog(stale[0], now)
         if self.state == FAULT and not stale and self.fault.startswith(("input", "clock", "invalid")):
             self._resume()
-        if self.state == ACTIVE:
+        if self.state in FLYING:
             return self.policy_step(now) if compute else None
         if self.state in (FAULT, ESTOP, STOPPING):
             return self._safe(now)
@@ -182,10 +201,19 @@ class Core:
         """Observation → action → clamped physical command (or the safe action on invalid input)."""
         from robolearn.export.runtime import InvalidInputError
 
-        if self.state != ACTIVE:
+        if self.state not in FLYING:
             return self._safe(now) if self.state in (FAULT, ESTOP, STOPPING) else None
         if not self.fresh():
-            return self._safe(now) if self.state != ACTIVE else None
+            return None
+        if self.state == LANDING:
+            if self.adapter.landed(self.msgs):  # type: ignore[attr-defined]
+                self.state, self.fault_t, self.cut = STOPPING, now, True
+                return self._safe(now)
+            if now - self.land_t > self.adapter.land_s + float(self.adapter.opt["land_timeout_s"]):
+                # not down yet: the safe sequence's open-loop descent (it skips the hover) ends in motors off
+                self.state, self.fault_t = STOPPING, now - float(self.adapter.opt["hover_s"])
+                self.fault = "landing timed out; open-loop descent"
+                return self._safe(now)
         try:
             self.adapter.now = now
             obs = self.adapter.observation(self.msgs)
@@ -214,12 +242,17 @@ class Core:
     def _safe(self, now: float) -> tuple[np.ndarray, SafeCommand] | None:
         if self.last_cmd is None and all(self.last_input_t[s] is None for s in self.required):
             return None  # never heard the robot, never commanded it: publish nothing rather than guess
-        sc = self.adapter.safe(now - self.fault_t, self.msgs, self.fresh(), self.last_cmd)
+        sc = self.adapter.motors_off() if self.cut else None  # type: ignore[attr-defined]
+        if sc is None and self.state == ESTOP:
+            sc = self.adapter.estop_command()
+        if sc is None:
+            sc = self.adapter.safe(now - self.fault_t, self.msgs, self.fresh(), self.last_cmd)
         cmd = self._clamp(np.asarray(sc.physical, dtype=np.float64))
         self.adapter.record(self.adapter.normalized(cmd))
         self.counts["safe_commands"] += 1
-        if self.state == STOPPING and sc.done:
-            self.state = INACTIVE
+        self.counts["motors_off"] += sc.motors_off
+        if sc.done and (self.state == STOPPING or (self.state == FAULT and sc.phase == "landed")):
+            self.state, self.fault = INACTIVE, ""  # on the ground, motors off: flying again takes a takeoff
         return cmd, sc
 
 
@@ -300,7 +333,7 @@ def _make_node_class() -> type:
                              ("estop", self.core.estop), ("clear_estop", self.core.clear_estop)):
                 self.create_service(Trigger, f"~/{name}", self._service(fn))
             if tmap.adapter.kind == "crazyflie":
-                self.create_service(Trigger, "~/land", self._service(self.core.deactivate))
+                self.create_service(Trigger, "~/land", self._service(self.core.land))
                 self.create_service(Trigger, "~/takeoff", self._service(self.core.takeoff))
             self._late_seen = 0
             self._primary = self.core.required[0]
@@ -336,7 +369,7 @@ def _make_node_class() -> type:
                 now = self._now()
                 self.core.on_message(slot, msg, now)
                 self.watchdogs[slot].reset()
-                if self.trigger == "input" and slot == self._primary and self.core.state == ACTIVE:
+                if self.trigger == "input" and slot == self._primary and self.core.state in FLYING:
                     self._publish(self.core.policy_step(now), msg)
                     self._step_done(t0)
             return cb
@@ -378,9 +411,9 @@ def _make_node_class() -> type:
         def _sync_timer(self) -> None:
             if self.trigger != "input":
                 return
-            if self.core.state == ACTIVE and not self.timer.is_canceled():
+            if self.core.state in FLYING and not self.timer.is_canceled():
                 self.timer.cancel()
-            elif self.core.state != ACTIVE and self.timer.is_canceled():
+            elif self.core.state not in FLYING and self.timer.is_canceled():
                 self.timer.reset()
 
         def _publish(self, out: tuple[np.ndarray, SafeCommand | None] | None, src: Any) -> None:
@@ -414,7 +447,7 @@ def _make_node_class() -> type:
 
         def _diagnostics(self) -> None:
             c = self.core
-            level = {ACTIVE: 0, INACTIVE: 0, STOPPING: 1, FAULT: 2, ESTOP: 2}[c.state]
+            level = {ACTIVE: 0, LANDING: 0, INACTIVE: 0, STOPPING: 1, FAULT: 2, ESTOP: 2}[c.state]
             values = {"state": c.state, "fault": c.fault, **{k: str(v) for k, v in c.counts.items()}}
             rt_stats = c.rt.stats()
             for k, v in rt_stats.items():
