@@ -453,6 +453,23 @@ class ChunkPolicyRuntime(PolicyRuntime):
                 f"obs_dim={self.obs_dim}, action_dim={self.action_dim}, chunk={self.spec['chunk_size']})")
 
 
+def _background_priority(nice: int = 5) -> None:
+    """Run the calling thread below the control loop: SCHED_OTHER if the process is real-time, `nice` steps lower.
+
+    Linux applies both per thread, so the control thread keeps its priority; elsewhere (or without permission)
+    this does nothing.
+    """
+    if not hasattr(os, "sched_setscheduler") or not hasattr(threading, "get_native_id"):
+        return
+    tid = threading.get_native_id()
+    try:
+        if os.sched_getscheduler(tid) in (os.SCHED_FIFO, os.SCHED_RR):
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError:
+        pass
+
+
 class ChunkRunner:
     """Asynchronous chunk inference for one robot: the control step pops an action, a thread predicts the next chunk.
 
@@ -464,7 +481,8 @@ class ChunkRunner:
     that is not back when the current one's `n_action_steps` are spent is late: the old chunk's remaining
     predictions keep playing (`late_steps`, counted once per chunk in `late_chunks`), then its last action is
     held (`starved_steps`); the control step never blocks. Only the first chunk after `reset` is computed in
-    the control step (nothing to play before it).
+    the control step (nothing to play before it). The inference thread runs below the control thread's priority
+    (`_background_priority`), so on a busy CPU the scheduler prefers the control loop.
     """
 
     def __init__(self, rt: ChunkPolicyRuntime, prefetch_steps: int | None = None) -> None:
@@ -551,6 +569,7 @@ class ChunkRunner:
             self._thread.start()
 
     def _work(self) -> None:
+        _background_priority()
         while True:
             with self._cv:
                 while self._request is None and not self._closed:
