@@ -11,7 +11,7 @@ import torch
 from robolearn.core.errors import ConfigError
 from robolearn.core.kinematics import MjArmKinematics, dls_step, hinge_jacobian
 
-ARM = Path(__file__).resolve().parents[2] / "sim_assets" / "franka_arm" / "arm.xml"
+ARM = Path(__file__).resolve().parents[2] / "sim_assets" / "franka_arm" / "scene_reach.xml"
 JOINTS = [f"joint{i}" for i in range(1, 8)]
 HOME = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785])
 

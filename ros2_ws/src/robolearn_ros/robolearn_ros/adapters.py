@@ -358,15 +358,19 @@ class ArmAdapter(Adapter):
     """Arm: JointState (+ goal, TCP pose) in; forward-command Float64MultiArray and/or JointTrajectory out.
 
     Action terms: `joint_pos_target` or `joint_pos` (absolute, rad; `joint_pos` is what the robolearn arm tasks
-    call it) or `joint_pos_delta` (added to the measured position), optionally followed by `gripper` (1: the
-    opening of each finger [m], published on the `gripper_command` output as a one-element Float64MultiArray).
+    call it) or `joint_pos_delta` (added to the measured position) or `ee_pos_delta` + `ee_rot_delta` (the
+    arm tasks' `ee_delta` mode: TCP translation [m] and axis-angle rotation [rad], base frame, turned into joint
+    targets q + dq by damped-least-squares IK at the measured joint positions — `robolearn.core.kinematics` with
+    the arm's MJCF from option `model`, its site `tcp_site`, damping `ik_damping`; targets clamped to the model's
+    joint ranges), optionally followed by `gripper` (1: the opening of each finger [m], published on the
+    `gripper_command` output as a one-element Float64MultiArray).
     Observation terms: `joint_pos`, `joint_vel`; `gripper_width` (the sum of the `gripper_joints` positions in
     the JointState); `ee_pos` and `ee_quat` (w, x, y, z; w ≥ 0) from the optional `tcp_pose` input (the robot's
     forward kinematics, e.g. franka's O_T_EE, base frame); for reach policies `goal_pos` (the task's command: the
     TCP goal, base frame) from the optional `goal` input (PointStamped, or PoseStamped's position) or, before any
     goal message, the `goal` option. A term whose source has sent nothing yet is invalid input (safe action).
     Safe action: hold the last measured position (or the last command if no measurement was ever received); the
-    gripper keeps its last command.
+    gripper keeps its last command. Delta policies (joint or TCP) hold with a zero delta.
     """
 
     kind = "arm"
@@ -381,7 +385,8 @@ class ArmAdapter(Adapter):
         "trajectory": Slot(("trajectory_msgs/msg/JointTrajectory",), False, "joint trajectory controller"),
         "gripper_command": Slot(("std_msgs/msg/Float64MultiArray",), False, "finger opening [m] (gripper term)"),
     }
-    OPTIONS = {"joints": [], "time_from_start_s": 0.0, "goal": [], "gripper_joints": []}
+    OPTIONS = {"joints": [], "time_from_start_s": 0.0, "goal": [], "gripper_joints": [], "model": "",
+               "tcp_site": "tcp", "ik_damping": 0.05}
 
     def provides(self) -> dict[str, int | None]:
         """Observation term name → dim this robot provides."""
@@ -400,24 +405,52 @@ class ArmAdapter(Adapter):
         names = [t["name"] for t in self.action_terms]
         self.gripper = names[-1:] == ["gripper"]
         arm = names[:-1] if self.gripper else names
-        if arm not in (["joint_pos_target"], ["joint_pos"], ["joint_pos_delta"]):
+        if arm not in (["joint_pos_target"], ["joint_pos"], ["joint_pos_delta"], ["ee_pos_delta", "ee_rot_delta"]):
             raise ConfigError(f"artifact action terms {names}: the arm adapter commands ['joint_pos_target'], "
-                              "['joint_pos'] or ['joint_pos_delta'], optionally followed by ['gripper']")
+                              "['joint_pos'], ['joint_pos_delta'] or ['ee_pos_delta', 'ee_rot_delta'], optionally "
+                              "followed by ['gripper']")
         self.n = len(joints)
-        if self.action_dim != self.n + self.gripper:
-            raise ConfigError(f"artifact action dim {self.action_dim} != {len(joints)} joints in option 'joints'"
-                              + (" + 1 gripper" if self.gripper else ""))
+        self.ee = arm == ["ee_pos_delta", "ee_rot_delta"]
+        self.arm_dim = 6 if self.ee else self.n
+        if self.action_dim != self.arm_dim + self.gripper:
+            what = "6 (TCP translation + rotation)" if self.ee else f"{len(joints)} joints in option 'joints'"
+            raise ConfigError(f"artifact action dim {self.action_dim} != {what}" + (" + 1 gripper" if self.gripper
+                                                                                     else ""))
+        self.kin = None
+        if self.ee:
+            self.kin = self._kinematics()
         if not self.outputs & {"forward_command", "trajectory"}:
             raise ConfigError("topic map: the arm adapter needs output 'forward_command' or 'trajectory'")
         if self.gripper and "gripper_command" not in self.outputs:
             raise ConfigError("topic map: the artifact commands a 'gripper' term; add output 'gripper_command'")
-        self.delta = arm == ["joint_pos_delta"]
+        self.delta = arm == ["joint_pos_delta"] or self.ee
         self._q: np.ndarray | None = None
         goal = self.opt["goal"]
         if goal and not (isinstance(goal, list) and len(goal) == 3 and all(isinstance(g, int | float) for g in goal)):
             raise ConfigError(f"topic map: option 'goal' must be 3 numbers (or absent), got {goal!r}")
         self.goal = np.asarray(goal, dtype=np.float64) if goal else None
         self.wanted = {t["name"] for t in self.obs_terms}
+
+    def _kinematics(self) -> Any:
+        """The arm's IK model for ee_delta policies (MuJoCo, imported only here)."""
+        from robolearn.core.errors import RobolearnError
+        from robolearn.core.kinematics import MjArmKinematics
+
+        if not self.opt["model"]:
+            raise ConfigError("topic map: ee_delta policies (ee_pos_delta, ee_rot_delta) need option 'model': the "
+                              "arm's MJCF file, for the differential IK")
+        if not (isinstance(self.opt["ik_damping"], int | float) and self.opt["ik_damping"] >= 0):
+            raise ConfigError(f"topic map: option 'ik_damping' must be a number >= 0, got {self.opt['ik_damping']!r}")
+        try:
+            kin = MjArmKinematics(self.opt["model"], list(self.opt["joints"]), str(self.opt["tcp_site"]))
+        except RobolearnError as e:
+            raise ConfigError(f"topic map option 'model': {e}") from None
+        m = kin.model
+        limited = np.array([bool(m.jnt_limited[j]) for j in kin.joints])
+        rng = np.array([m.jnt_range[j] for j in kin.joints])
+        self.q_lo = np.where(limited, rng[:, 0], -np.inf)
+        self.q_hi = np.where(limited, rng[:, 1], np.inf)
+        return kin
 
     def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Observation terms from the latest messages."""
@@ -448,13 +481,22 @@ class ArmAdapter(Adapter):
 
     def target(self, physical: np.ndarray) -> np.ndarray:
         """Joint position targets for a physical action (delta actions add the measured position)."""
-        arm = physical[:self.n]
+        arm = physical[:self.arm_dim]
+        if self.ee:
+            if self._q is None:
+                raise ValueError("no joint state yet: TCP deltas need the measured joint positions")
+            if not arm.any():
+                return self._q.copy()  # hold (the safe action): exactly the measured position
+            q = self.kin.ik_step(self._q, arm[:3], arm[3:6], float(self.opt["ik_damping"]))
+            return np.clip(q, self.q_lo, self.q_hi)
         if self.delta:
             return (self._q if self._q is not None else np.zeros(self.n)) + arm
         return arm
 
     def commands(self, physical: np.ndarray, stamp: Any, safe: SafeCommand | None = None) -> dict[str, Any]:
         """Command messages for a clamped physical action."""
+        if self.ee and self._q is None:
+            return {}  # a TCP delta needs a measured joint state; none yet: command nothing
         q = self.target(physical)
         out: dict[str, Any] = {}
         if "forward_command" in self.outputs:
@@ -474,14 +516,14 @@ class ArmAdapter(Adapter):
         if self.gripper:
             from std_msgs.msg import Float64MultiArray
 
-            out["gripper_command"] = Float64MultiArray(data=[float(physical[self.n])])
+            out["gripper_command"] = Float64MultiArray(data=[float(physical[self.arm_dim])])
         return out
 
     def safe(self, t: float, msgs: dict[str, Any], fresh: bool, last: np.ndarray | None) -> SafeCommand:
         """The safe physical command `t` s into a fault."""
         hold = (last if last is not None else self.offset).copy()  # the gripper keeps its last command
         if self.delta:
-            hold[:self.n] = 0.0  # target = measured position
+            hold[:self.arm_dim] = 0.0  # target = measured position
             return SafeCommand(hold, done=True, phase="hold")
         if fresh and msgs.get("joint_states") is not None:
             try:
