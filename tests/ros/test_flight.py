@@ -77,12 +77,16 @@ def test_takeoff_hover_land_motors_off(launch, test_node, hover_artifact, tmp_pa
 
         assert fl.call("takeoff") == "taking off"
         n0 = len(fl.pos)
-        # 2 s ramp + 1.5 s hover = 350 physics steps of 0.01 s (sim time; the sim runs at half real time)
-        assert spin_until(test_node, lambda: len(fl.pos) >= n0 + 350, 90.0), sim.output()[-2000:]
+        # the 2 s ramp, then hold the goal: within 5 cm over 0.5 s (50 physics steps of 0.01 s; the sim runs at
+        # half real time), reached within 8 s of sim time
+        def hovering() -> bool:
+            return len(fl.pos) >= n0 + 250 and np.linalg.norm(np.asarray(fl.pos[-50:]) - GOAL, axis=1).max() < 0.05
+
+        spin_until(test_node, lambda: hovering() or len(fl.pos) >= n0 + 800, 150.0)
         flight = np.asarray(fl.pos[n0:])
+        hover_err = np.linalg.norm(flight[-50:] - GOAL, axis=1)
+        assert hovering(), f"not hovering at the goal after {len(flight)} steps: error up to {hover_err.max():.3f} m"
         assert flight[:, 2].max() < 1.3 and (np.linalg.norm(flight[:, :2], axis=1) < 0.2).all(), "wild takeoff"
-        hover_err = np.linalg.norm(flight[-50:] - GOAL, axis=1)  # the last 0.5 s of sim time
-        assert hover_err.max() < 0.1, f"not hovering at the goal: error up to {hover_err.max():.3f} m"
         assert fl.state() == "active"
 
         assert fl.call("land") == "landing"
