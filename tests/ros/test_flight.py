@@ -97,8 +97,9 @@ def test_takeoff_hover_land_motors_off(launch, test_node, hover_artifact, tmp_pa
         assert spin_until(test_node, lambda: len(fl.pos) >= n2 + 30 or sim.p.poll() is not None, 30.0)
         landing = np.asarray(fl.pos[n1:])
         assert (np.diff(landing[:, 2]) < 0.02).all(), "climbed while landing"
-        assert abs(fl.pos[-1][2]) < 0.02 and np.linalg.norm(fl.pos[-1][:2]) < 0.2, f"not down: {fl.pos[-1]}"
-        # motors off: nothing lifts it again (the sim's rotors spin down; it stays on the floor)
-        assert np.abs(np.asarray(fl.pos[n2:])[:, 2]).max() < 0.02
+        assert np.linalg.norm(fl.pos[-1][:2]) < 0.2, f"landed away from the take-off point: {fl.pos[-1]}"
+        # motors off (cut within land_cutoff_z = 5 cm of the floor): it drops to the floor and nothing lifts it again
+        after = np.asarray(fl.pos[n2:])[:, 2]
+        assert after.max() <= max(after[0], 0.05) and after[-1] < 1e-3, after
     finally:
         fl.close()
