@@ -17,6 +17,9 @@ terms with scale/offset/limits, file hashes, provenance. What differs lives unde
 
 The graphs take one robot at a time; `ChunkPolicyRuntime.act` keeps one action queue (and, for diffusion, one
 observation history) per batch row, so `robolearn eval` runs N copies through the exact robot-side code path.
+
+On a robot (`async_inference=True`, one row) the next chunk is computed by a background thread while the current
+one plays out (`ChunkRunner`), so a control step never waits on the network.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ import json
 import os
 import secrets
 import shutil
+import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,14 +245,20 @@ class ChunkPolicyRuntime(PolicyRuntime):
     a dict {dataset key: array} (state (D,) / (B, D), images (H, W, C) / (B, H, W, C) uint8), and returns the action
     of this control step from the row's action queue (temporal ensembling, or n_action_steps per prediction).
     `predict_chunk(obs)` is the raw prediction for one robot. Get one with `PolicyRuntime.load(path)`.
+    With `async_inference` (one robot only) chunks are predicted in a background thread (`ChunkRunner`): the
+    next one is requested when `prefetch_steps` steps of the current chunk's `n_action_steps` are left.
     """
 
     def __init__(self, path: str | Path, backend: str = "onnx", *, sampler_steps: int | None = None,
-                 **kwargs: Any) -> None:
+                 async_inference: bool = False, prefetch_steps: int | None = None, **kwargs: Any) -> None:
         if backend != "onnx":
             raise ValueError(f"chunk policies run on ONNX Runtime; backend '{backend}' is not available for them")
+        if prefetch_steps is not None and prefetch_steps < 0:
+            raise ValueError(f"prefetch_steps must be >= 0, got {prefetch_steps}")
         self._sampler_steps = sampler_steps
+        self.runner: ChunkRunner | None = None
         super().__init__(path, backend, **kwargs)
+        self.runner = ChunkRunner(self, prefetch_steps) if async_inference else None
 
     def _make_backend(self, m: dict[str, Any], weights: dict[str, np.ndarray], threads: int) -> Backend:
         ort = require("onnxruntime", "export")
@@ -300,11 +312,13 @@ class ChunkPolicyRuntime(PolicyRuntime):
 
     # ---- one robot
 
-    def predict_chunk(self, obs: Mapping[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
+    def predict_chunk(self, obs: Mapping[str, np.ndarray], noise: np.ndarray | None = None,
+                      full: bool = False) -> np.ndarray:
         """ACT: the chunk (H, A) for one observation; diffusion: the executed actions (n_action_steps, A).
 
         `obs` is keyed by dataset key (or ONNX input name); diffusion reads a window {key: (To, ...)}.
-        `noise` (H, A) fixes the diffusion sampler's start.
+        `noise` (H, A) fixes the diffusion sampler's start. `full`: diffusion returns every predicted action from
+        the current step on (H - To + 1, A), not only the n_action_steps it executes.
         """
         feed = self._feed(obs)
         if self.kind == "act":
@@ -328,7 +342,7 @@ class ChunkPolicyRuntime(PolicyRuntime):
         norm = self.spec["action_normalization"]
         act = x[0] * np.asarray(norm["scale"]) + np.asarray(norm["shift"])
         start = self.spec["n_obs_steps"] - 1
-        return act[start:start + self.spec["n_action_steps"]]
+        return act[start:] if full else act[start:start + self.spec["n_action_steps"]]
 
     def _feed(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         window = [self.spec["n_obs_steps"]] if self.kind == "diffusion" else []
@@ -354,6 +368,18 @@ class ChunkPolicyRuntime(PolicyRuntime):
         """Episode start: clear the action queues, observation histories and the rate limit."""
         super().reset()
         self._queues, self._hist = [], []
+        if self.runner is not None:
+            self.runner.reset()
+
+    def stats(self) -> dict[str, float | int]:
+        """act() latency and counts; with async inference also the chunk inference latency and late/starved steps."""
+        out = super().stats()
+        return out | self.runner.stats() if self.runner is not None else out
+
+    def close(self) -> None:
+        """Stop the background inference thread (async inference); the runtime can still run synchronously."""
+        if self.runner is not None:
+            self.runner.close()
 
     def _validate(self, obs: Any, stamp: float | None, now: float | None) -> tuple[np.ndarray, bool]:
         if isinstance(obs, Mapping):
@@ -398,6 +424,8 @@ class ChunkPolicyRuntime(PolicyRuntime):
             self._hist = [[] for _ in range(b)]
         elif len(self._queues) != b:
             raise InvalidInputError(f"batch of {b} after a batch of {len(self._queues)}; call reset() first")
+        if self.runner is not None and b != 1:
+            raise InvalidInputError(f"asynchronous chunk inference runs one robot; got a batch of {b}")
         out = np.empty((b, self.action_dim), dtype=np.float32)
         for i in range(b):
             obs = {s["key"]: x[i, s["offset"]:s["offset"] + s["shape"][0]] for s in self._float_inputs}
@@ -405,6 +433,10 @@ class ChunkPolicyRuntime(PolicyRuntime):
             if self.kind == "diffusion":
                 to = self.spec["n_obs_steps"]
                 self._hist[i] = ((self._hist[i] or [obs] * (to - 1)) + [obs])[-to:]
+            if self.runner is not None:
+                feed = obs if self.kind == "act" else {k: np.stack([o[k] for o in self._hist[i]]) for k in obs}
+                out[i] = self.runner.step({k: np.array(v, copy=True) for k, v in feed.items()})
+                continue
             q = self._queues[i]
             if q.needs_chunk:
                 if self.kind == "act":
@@ -419,3 +451,167 @@ class ChunkPolicyRuntime(PolicyRuntime):
     def __repr__(self) -> str:
         return (f"ChunkPolicyRuntime({str(self.path)!r}, kind={self.kind!r}, task={self._manifest['task']!r}, "
                 f"obs_dim={self.obs_dim}, action_dim={self.action_dim}, chunk={self.spec['chunk_size']})")
+
+
+def _background_priority(nice: int = 5) -> None:
+    """Run the calling thread below the control loop: SCHED_OTHER if the process is real-time, `nice` steps lower.
+
+    Linux applies both per thread, so the control thread keeps its priority; elsewhere (or without permission)
+    this does nothing.
+    """
+    if not hasattr(os, "sched_setscheduler") or not hasattr(threading, "get_native_id"):
+        return
+    tid = threading.get_native_id()
+    try:
+        if os.sched_getscheduler(tid) in (os.SCHED_FIFO, os.SCHED_RR):
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError:
+        pass
+
+
+class ChunkRunner:
+    """Asynchronous chunk inference for one robot: the control step pops an action, a thread predicts the next chunk.
+
+    Each step `step(obs)` (index k, counted from `reset`) first takes a chunk the thread has finished: computed
+    from the observation of step k_obs, its row k - k_obs is its prediction for step k, so the rows before it
+    (steps already executed from the old chunk) are dropped (temporal alignment). It then pops this step's
+    action. The next chunk is requested, with this step's observation, once `prefetch_steps` or fewer of the
+    current chunk's `n_action_steps` are left (with temporal ensembling: whenever the thread is idle). A chunk
+    that is not back when the current one's `n_action_steps` are spent is late: the old chunk's remaining
+    predictions keep playing (`late_steps`, counted once per chunk in `late_chunks`), then its last action is
+    held (`starved_steps`); the control step never blocks. Only the first chunk after `reset` is computed in
+    the control step (nothing to play before it). The inference thread runs below the control thread's priority
+    (`_background_priority`), so on a busy CPU the scheduler prefers the control loop.
+    """
+
+    def __init__(self, rt: ChunkPolicyRuntime, prefetch_steps: int | None = None) -> None:
+        self.rt = rt
+        spec = rt.spec
+        self.budget = int(spec["n_action_steps"])
+        self.ensemble = spec["temporal_ensemble_coef"] if rt.kind == "act" else None
+        # rows a chunk holds from its observation's step on: ACT's whole chunk, diffusion's horizon after To - 1
+        self.length = int(spec["chunk_size"]) - (int(spec["n_obs_steps"]) - 1 if rt.kind == "diffusion" else 0)
+        self.prefetch = self.budget // 2 if prefetch_steps is None else int(prefetch_steps)
+        self.queue = ActionQueue(rt.action_dim, self.length, ensemble_coef=self.ensemble)
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._gen = 0  # bumped by reset(): results computed for an older episode are dropped
+        self._request: tuple[int, int, dict[str, np.ndarray]] | None = None  # (gen, k_obs, obs)
+        self._busy: int | None = None  # gen of the request being computed
+        self._result: tuple[int, int, np.ndarray | BaseException] | None = None
+        self.latency: deque[float] = deque(maxlen=1000)
+        self.counts = {"chunks": 0, "late_chunks": 0, "late_steps": 0, "starved_steps": 0, "dropped_chunks": 0}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the queue and any chunk in flight (its result will be dropped)."""
+        with self._cv:
+            self._gen += 1
+            self._request = self._result = None
+        self.queue.reset()
+        self.k = 0  # steps executed since reset
+        self.k_chunk: int | None = None  # step of the observation the playing chunk was computed from
+        self._late = False
+        self._last: np.ndarray | None = None
+
+    def _in_flight(self) -> bool:
+        return self._request is not None or self._busy == self._gen or (
+            self._result is not None and self._result[0] == self._gen)
+
+    def step(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """The action (A,) of this control step for this step's observation (a window for diffusion)."""
+        k = self.k
+        with self._cv:
+            res, self._result = self._result, None
+        if res is not None and res[0] == self._gen:
+            _, k_obs, chunk = res
+            if isinstance(chunk, BaseException):
+                raise InvalidInputError(f"asynchronous chunk inference failed: {one_line(chunk)}")
+            if k - k_obs >= self.length:
+                self.counts["dropped_chunks"] += 1  # covers no step from now on: keep what is playing
+            else:
+                self.queue.push(chunk, age=k - k_obs)
+                self.k_chunk, self._late = k_obs, False
+        if self.k_chunk is None:  # nothing to play yet: the first chunk is computed here
+            t0 = time.perf_counter()
+            self.queue.push(self.rt.predict_chunk(obs, full=True))
+            self.latency.append(time.perf_counter() - t0)
+            self.counts["chunks"] += 1
+            self.k_chunk = k
+        played = k - self.k_chunk  # steps already taken from the playing chunk
+        due = self.ensemble is not None or self.budget - played <= self.prefetch
+        with self._cv:
+            if due and not self._in_flight():
+                self._request = (self._gen, k, obs)
+                self._ensure_thread()
+                self._cv.notify_all()
+        if self.ensemble is None and played >= self.budget:
+            self.counts["late_steps"] += 1
+            self.counts["late_chunks"] += not self._late
+            self._late = True
+        if len(self.queue):
+            a = self.queue.pop()
+        elif self._last is not None:
+            self.counts["starved_steps"] += 1
+            a = self._last
+        else:  # unreachable: the first chunk covers step 0
+            raise InvalidInputError("no action chunk to play")
+        self._last = a
+        self.k += 1
+        return a
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._closed = False
+            self._thread = threading.Thread(target=self._work, name="chunk-inference", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        _background_priority()
+        while True:
+            with self._cv:
+                while self._request is None and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                gen, k_obs, obs = self._request
+                self._request, self._busy = None, gen
+            t0 = time.perf_counter()
+            try:
+                out: np.ndarray | BaseException = self.rt.predict_chunk(obs, full=True)
+            except Exception as e:  # handed to the control step, which turns it into a fault
+                out = e
+            dt = time.perf_counter() - t0
+            with self._cv:
+                self._busy = None
+                if gen == self._gen:
+                    self._result = (gen, k_obs, out)
+                    self.latency.append(dt)
+                    self.counts["chunks"] += 1
+                self._cv.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no chunk is being computed or waiting to be computed (tests, shutdown); False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._request is None and self._busy is None, timeout)
+
+    def close(self) -> None:
+        """Stop the inference thread (a chunk being computed finishes first)."""
+        with self._cv:
+            self._closed = True
+            self._request = None
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+            self._thread = None
+
+    def stats(self) -> dict[str, float | int]:
+        """Chunk counts, late/starved steps and the chunk inference latency (ms) p50/p99/max."""
+        out: dict[str, float | int] = {"async": 1, "prefetch_steps": self.prefetch, **self.counts}
+        lat = np.asarray(self.latency, dtype=np.float64) * 1e3
+        if len(lat):
+            out |= {"chunk_p50_ms": float(np.percentile(lat, 50)), "chunk_p99_ms": float(np.percentile(lat, 99)),
+                    "chunk_max_ms": float(lat.max())}
+        return out

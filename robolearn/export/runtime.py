@@ -323,19 +323,30 @@ class ActionQueue:
         self._chunks.clear()
         self._age.clear()
 
-    def push(self, chunk: np.ndarray) -> None:
-        """Add a predicted chunk (chunk, A); finite values only."""
+    def __len__(self) -> int:
+        """Actions left to play (plain mode) or chunks being ensembled."""
+        return len(self._queue) if self.ensemble_coef is None else len(self._chunks)
+
+    def push(self, chunk: np.ndarray, age: int = 0) -> None:
+        """Add a predicted chunk (chunk, A); finite values only.
+
+        `age`: control steps executed since the observation the chunk was computed from (asynchronous inference);
+        row `age` is then its prediction for the next `pop`, and the rows before it (steps already executed) are
+        dropped. A chunk with `age >= chunk` covers no future step and raises.
+        """
         c = np.asarray(chunk, dtype=np.float64)
         if c.shape != (self.chunk, self.action_dim):
             raise InvalidInputError(f"action chunk has shape {c.shape}; expected ({self.chunk}, {self.action_dim})")
         if not np.isfinite(c).all():
             raise InvalidInputError("action chunk holds NaN/inf")
+        if not 0 <= age < self.chunk:
+            raise InvalidInputError(f"action chunk of {self.chunk} steps pushed {age} steps late covers no future step")
         if self.ensemble_coef is None:
             self._queue.clear()
-            self._queue.extend(c)
+            self._queue.extend(c[age:])
         else:
             self._chunks.append(c)
-            self._age.append(0)
+            self._age.append(age)
 
     def pop(self) -> np.ndarray:
         """The action (A,) for this control step."""

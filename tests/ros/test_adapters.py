@@ -18,7 +18,7 @@ from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from robolearn_ros.adapters import ArmAdapter, CrazyflieAdapter, LeggedAdapter  # noqa: E402
 from robolearn_ros.messages import ConfigError  # noqa: E402
-from robolearn_ros.policy_node import ACTIVE, ESTOP, FAULT, INACTIVE, Core  # noqa: E402
+from robolearn_ros.policy_node import ACTIVE, ESTOP, FAULT, INACTIVE, LANDING, STOPPING, Core  # noqa: E402
 from robolearn_ros.topic_map import load_topic_map  # noqa: E402
 from sensor_msgs.msg import Imu, JointState  # noqa: E402
 
@@ -160,6 +160,7 @@ def test_core_clamps_and_state_machine(saturated):
     assert core.tick(0.01, 0.01, compute=True) is None and core.state == FAULT  # never heard the robot: silent
     msg = Odometry()
     msg.pose.pose.orientation.w = 1.0
+    msg.pose.pose.position.z = 1.0  # flying (a fault on the ground ends in motors off at once)
     core.on_message("state", msg, 0.02)
     cmd, safe = core.tick(0.02, 0.02, compute=True)
     assert core.state == ACTIVE and safe is None
@@ -178,6 +179,57 @@ def test_core_clamps_and_state_machine(saturated):
     assert (cmd >= core.phys_lo).all() and (cmd <= core.phys_hi).all()
     core.clear_estop(0.7)
     assert core.state == INACTIVE
+
+
+def test_core_takeoff_land_and_motors_off(saturated):
+    """takeoff ramps the goal up; land flies it down with the policy, then motors off and inactive; the e-stop
+    and the end of the watchdog's safe landing switch the motors off too."""
+    tmap = load_topic_map(CONFIG / "crazyflie_rpm.yaml")
+    core = Core(saturated, tmap, rate_hz=100.0, watchdog_periods=2, action_low=None, action_high=None,
+                clock_jump_s=0.25)
+    msg = Odometry()
+    msg.pose.pose.orientation.w = 1.0  # on the ground
+    assert core.takeoff(0.0).startswith("no state estimate")
+    core.on_message("state", msg, 0.0)
+    assert core.takeoff(0.0) == "taking off" and core.state == ACTIVE
+    core.adapter.now = 1.0  # half way through the 2 s ramp to the goal (0, 0, 1)
+    assert core.adapter.observation({"state": msg})[2] == pytest.approx(-0.5)
+    msg.pose.pose.position.z = 1.0
+    core.on_message("state", msg, 3.0)
+    core.tick(3.0, 3.0, compute=True)
+    assert core.land(3.0) == "landing" and core.state == LANDING
+    core.adapter.now = 4.0  # 1 s into the descent at land_speed 0.3 m/s
+    assert core.adapter.observation({"state": msg})[2] == pytest.approx(0.3)
+    cmd, safe = core.tick(4.0, 4.0, compute=True)
+    assert safe is None and core.state == LANDING  # the policy still flies
+    msg.pose.pose.position.z = 0.02  # touched down
+    core.on_message("state", msg, 7.0)
+    cmd, safe = core.tick(7.0, 7.0, compute=True)
+    assert safe.motors_off and core.state == INACTIVE and core.counts["motors_off"] == 1
+    (out,) = core.adapter.commands(cmd, None, safe).values()
+    assert list(out.velocity) == [0.0] * 4  # the explicit motors-off message
+    assert core.tick(7.01, 7.01, compute=True) is None  # inactive: nothing more
+    # the landing that never touches down: after land_s + land_timeout_s the open-loop descent takes over
+    msg.pose.pose.position.z = 1.0
+    core.on_message("state", msg, 8.0)
+    core.takeoff(8.0)
+    core.land(8.0)
+    core.on_message("state", msg, 16.0)
+    cmd, safe = core.tick(16.0, 16.0, compute=True)
+    assert core.state == STOPPING and safe.phase == "land" and "landing timed out" in core.fault
+    # e-stop: motors off at once, latched
+    core.activate(20.0)
+    core.on_message("state", msg, 20.0)
+    core.estop(20.0)
+    cmd, safe = core.tick(20.0, 20.0, compute=True)
+    assert core.state == ESTOP and safe.motors_off
+    # watchdog fault: hover, descend, then motors off and the node inactive (no take-off by itself)
+    core.clear_estop(21.0)
+    core.activate(21.0)
+    core.tick(21.0, 21.0, compute=True)
+    core.on_watchdog("state", 21.05)
+    phases = [core.tick(t, t, compute=True)[1].phase for t in (21.1, 22.5, 25.1)]
+    assert phases == ["hover", "land", "landed"] and core.state == INACTIVE
 
 
 def test_action_queue_plain_and_temporal_ensembling():

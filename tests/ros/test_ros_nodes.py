@@ -244,6 +244,54 @@ def test_policy_node_runs_an_act_artifact(launch, test_node, tmp_path):
     assert probe.state() == "active" and int(probe.diag["infer_calls"]) >= 1 and probe.diag["invalid_inputs"] == "0"
 
 
+@pytest.fixture(scope="module")
+def slow_act_artifact(tmp_path_factory) -> Path:
+    """ACT chunks of 20, 10 executed per prediction: at 20 Hz a chunk is due every 0.5 s."""
+    from robolearn.export.chunked import export_chunk_policy
+    from robolearn.policies.act import ACTConfig, ACTPolicy
+
+    torch.manual_seed(0)
+    spec = _quad_spec(low=-0.3, high=0.3)
+    feats = {"observation.policy": (18,), "action": (4,)}
+    cfg = ACTConfig(chunk_size=20, n_action_steps=10, temporal_ensemble_coef=None, dim_model=16, n_heads=2,
+                    dim_feedforward=32, n_encoder_layers=1, n_decoder_layers=1, n_vae_encoder_layers=1, latent_dim=4)
+    return export_chunk_policy(ACTPolicy(cfg, feats).eval(), tmp_path_factory.mktemp("slow") / "act", spec)
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_slow_chunk_inference_runs_in_the_background(ros_env, test_node, tmp_path, slow_act_artifact, mode):
+    """Chunks that take 0.4 s (8 control periods): async, no control step waits on one; sync, the step that infers
+    takes the whole 0.4 s. Measured by the node itself (step_max_ms) against the injected delay."""
+    from ros_harness import Proc
+
+    delay = 0.4
+    args = [sys.executable, str(Path(__file__).parent / "slow_chunk_policy_node.py"), "--ros-args",
+            "-p", f"artifact:={slow_act_artifact}", "-p", f"topic_map:={CONFIG / 'crazyflie_rpm.yaml'}",
+            "-p", "rate_hz:=20.0", "-p", "diagnostics_rate_hz:=20.0", "-p", f"async_inference:={mode == 'async'}",
+            "-p", "prefetch_steps:=10", "-p", "watchdog_periods:=20"]
+    proc = Proc(args, {**ros_env, "SLOW_CHUNK_S": str(delay)}, tmp_path / "policy_node.log")
+    probe = Probe(test_node)
+    try:
+        # 45 commands: four chunks of 10 played, three of them computed with the delay while the loop ran
+        assert probe.publish_until(lambda: len(probe.cmds) >= 45 and "step_max_ms" in probe.diag, 60.0), \
+            proc.output()
+    finally:
+        probe.close()
+        proc.stop()
+    d = probe.diag
+    assert probe.state() == "active" and d["invalid_inputs"] == "0", probe.states[-3:]
+    rpm = np.asarray(probe.cmds) / RPM_TO_RAD_S
+    assert np.isfinite(rpm).all() and (np.abs(rpm - 14475.0) <= 7227.0 * 0.3 + 1e-6).all()
+    if mode == "async":
+        assert d["infer_async"] == "1" and d["infer_prefetch_steps"] == "10", d
+        assert float(d["infer_chunk_max_ms"]) >= delay * 1e3  # the chunks really were slow ...
+        assert float(d["step_max_ms"]) < delay * 1e3, d  # ... and no control step waited for one
+        assert {"infer_late_chunks", "infer_late_steps", "infer_starved_steps"} <= set(d)
+    else:
+        assert "infer_async" not in d
+        assert float(d["step_max_ms"]) >= delay * 1e3, d  # the control step that infers blocks the loop
+
+
 def test_act_artifact_with_cameras_refuses_to_start(ros_env, tmp_path):
     art = _act_artifact(tmp_path / "cam", _quad_spec(), images=True)
     r = _run_policy_node(ros_env, art, CONFIG / "crazyflie_rpm.yaml")

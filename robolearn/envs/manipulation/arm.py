@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from robolearn.core.errors import ConfigError
+from robolearn.core.kinematics import dls_step, hinge_jacobian
 from robolearn.core.math import quat_normalize, quat_to_rotmat
 from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec
 from robolearn.envs.manipulation.mujoco_task import MujocoTaskCfg, MujocoTaskEnv
@@ -227,9 +228,7 @@ class ArmEnv(MujocoTaskEnv[ArmCfg]):
 
     def ee_jacobian(self) -> Tensor:
         """(N, 6, 7) TCP Jacobian [linear; angular] w.r.t. the arm joints (all hinges, all ancestors of the TCP)."""
-        axis = self.sim.xaxis[:, :ARM_JOINTS]  # (N, 7, 3)
-        arm = self.ee_pos.unsqueeze(1) - self.sim.xanchor[:, :ARM_JOINTS]
-        return torch.cat((torch.linalg.cross(axis, arm, dim=-1), axis), -1).transpose(1, 2)
+        return hinge_jacobian(self.sim.xaxis[:, :ARM_JOINTS], self.sim.xanchor[:, :ARM_JOINTS], self.ee_pos)
 
     # ---- hooks ---------------------------------------------------------------------------------
     def _apply_action(self, action: Tensor) -> None:
@@ -238,11 +237,7 @@ class ArmEnv(MujocoTaskEnv[ArmCfg]):
             dpos = cfg.ee_pos_step * action[:, 0:3]
             drot = cfg.ee_rot_step * action[:, 3:6]
             # dq = Jᵀ (J Jᵀ + λ² I)⁻¹ [Δp; Δθ]   (damped least squares)
-            jac = self.ee_jacobian()
-            err = torch.cat((dpos, drot), -1).unsqueeze(-1)
-            jjt = jac @ jac.transpose(1, 2) + cfg.ik_damping**2 * torch.eye(6, device=self.device)
-            dq = (jac.transpose(1, 2) @ torch.linalg.solve(jjt, err)).squeeze(-1)
-            target = self.joint_pos + dq
+            target = self.joint_pos + dls_step(self.ee_jacobian(), torch.cat((dpos, drot), -1), cfg.ik_damping)
         else:
             target = self.home + cfg.joint_scale * action[:, :ARM_JOINTS]
         self.joint_target = torch.minimum(torch.maximum(target, self.joint_low), self.joint_high)

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from robolearn.core.errors import ConfigError
+from robolearn.core.kinematics import dls_step, hinge_jacobian
 from robolearn.core.math import quat_conjugate, quat_from_axis_angle, quat_mul, quat_normalize, quat_to_rotmat
 from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec
 from robolearn.envs.manipulation.mujoco_task import MujocoTaskCfg, MujocoTaskEnv
@@ -309,17 +310,12 @@ class BimanualEnv(MujocoTaskEnv[BimanualCfg]):
     def jacobian(self, arm: int) -> Tensor:
         """(N, 6, 6) TCP Jacobian [linear; angular] of `arm` w.r.t. its six hinges."""
         jnt = self.arm_jnt[arm * ARM_JOINTS : (arm + 1) * ARM_JOINTS]
-        axis = self.sim.xaxis[:, jnt]  # (N, 6, 3)
-        lever = self.tcp_pos[:, arm].unsqueeze(1) - self.sim.xanchor[:, jnt]
-        return torch.cat((torch.linalg.cross(axis, lever, dim=-1), axis), -1).transpose(1, 2)
+        return hinge_jacobian(self.sim.xaxis[:, jnt], self.sim.xanchor[:, jnt], self.tcp_pos[:, arm])
 
     def ik_step(self, arm: int, dpos: Tensor, drot: Tensor) -> Tensor:
         """(N, 6) joint targets moving `arm`'s TCP by (dpos, drot) (N, 3) each, damped least squares."""
-        jac = self.jacobian(arm)
-        err = torch.cat((dpos, drot), -1).unsqueeze(-1)
         # dq = Jᵀ (J Jᵀ + λ² I)⁻¹ [Δp; Δθ]
-        jjt = jac @ jac.transpose(1, 2) + self.cfg.ik_damping**2 * torch.eye(6, device=self.device)
-        dq = (jac.transpose(1, 2) @ torch.linalg.solve(jjt, err)).squeeze(-1)
+        dq = dls_step(self.jacobian(arm), torch.cat((dpos, drot), -1), self.cfg.ik_damping)
         q = self.joint_pos[:, arm * ARM_JOINTS : (arm + 1) * ARM_JOINTS]
         return q + dq
 

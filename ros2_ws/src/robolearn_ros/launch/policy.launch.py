@@ -17,6 +17,8 @@ def generate_launch_description() -> LaunchDescription:
         "trigger": ("timer", "timer: compute every period; input: compute on every state message"),
         "watchdog_periods": ("2", "safe action after this many periods without an input message"),
         "autostart": ("false", "activate at start-up (else call ~/activate or ~/takeoff)"),
+        "async_inference": ("true", "ACT/diffusion: predict the next chunk in a background thread"),
+        "prefetch_steps": ("-1", "ACT/diffusion: request the next chunk this many steps early; -1: n_action_steps/2"),
     }
     return LaunchDescription([
         *[DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in args.items()],

@@ -69,6 +69,8 @@ class SafeCommand:
     done: bool = False
     phase: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    motors_off: bool = False
+    """Stop the motors (Crazyflie): the adapter sends its explicit motors-off message instead of `physical`."""
 
 
 class Adapter:
@@ -127,6 +129,13 @@ class Adapter:
         """Safe physical command `t` seconds into a fault; `fresh`: the inputs are still trustworthy."""
         raise NotImplementedError
 
+    def on_activate(self) -> None:
+        """The node (re)starts the policy: forget per-flight state."""
+
+    def estop_command(self) -> SafeCommand | None:
+        """What the e-stop latches, if not the safe sequence (the Crazyflie's motors-off)."""
+        return None
+
     # ---- shared
 
     def observation(self, msgs: dict[str, Any]) -> np.ndarray:
@@ -179,9 +188,16 @@ def _need_dim(provided: dict[str, int | None], terms: list[dict[str, Any]]) -> N
 class CrazyflieAdapter(Adapter):
     """Crazyflie through crazyswarm2-style topics: Odometry in, motor speeds (rpm policies) or cmd_vel_legacy out.
 
+    Takeoff (`takeoff`): the goal ramps from the current position (on the ground) to `goal` over `takeoff_s`.
+    Landing (`land`): the policy keeps flying while the goal descends at `land_speed` to `ground_z` below the
+    current position; once the state estimate is within `land_cutoff_z` of the ground the motors are switched
+    off (if that takes `land_timeout_s` longer than the descent, the safe sequence's open-loop descent finishes it).
     Safe action: hover (the neutral action, a = 0) for `hover_s`, then descend at reduced thrust for `land_s`
-    (stopping early once the fresh state estimate is below `ground_z + 0.03`), then the lowest thrust the
-    manifest allows (motor cut-off itself is the firmware's or crazyswarm2's `stop`, outside the policy's limits).
+    (stopping early once the fresh state estimate is below `ground_z + 0.03`), then motors off. The e-stop switches
+    the motors off at once (`estop_motors_off`, as crazyswarm2's emergency stop does).
+
+    Motors off is the one command outside the manifest's limits, sent only in those three places: `motors` with
+    every speed 0 (rpm policies), `cmd_vel_legacy` with thrust 0 (the firmware's own motor stop for that setpoint).
     """
 
     kind = "crazyflie"
@@ -200,6 +216,10 @@ class CrazyflieAdapter(Adapter):
         "land_thrust_frac": 0.85,
         "ground_z": 0.0,
         "takeoff_s": 2.0,
+        "land_speed": 0.3,
+        "land_cutoff_z": 0.05,
+        "land_timeout_s": 3.0,
+        "estop_motors_off": True,
         "max_thrust_n": DEFAULT_MAX_THRUST_N,
     }
 
@@ -224,16 +244,51 @@ class CrazyflieAdapter(Adapter):
         if not (isinstance(goal, list) and len(goal) == 3 and all(isinstance(g, int | float) for g in goal)):
             raise ConfigError(f"topic map: option 'goal' must be 3 numbers, got {goal!r}")
         self.goal = np.asarray(goal, dtype=np.float64)
-        self._ramp: tuple[np.ndarray, float] | None = None
+        for k in ("takeoff_s", "land_speed", "land_cutoff_z", "land_timeout_s"):
+            if not (isinstance(self.opt[k], int | float) and self.opt[k] > 0):
+                raise ConfigError(f"topic map: option '{k}' must be a number > 0, got {self.opt[k]!r}")
+        self._ramp: tuple[np.ndarray, np.ndarray, float, float] | None = None  # start, end, t0, duration
+        self.land_s = 0.0  # duration of the landing ramp in progress
+
+    def on_activate(self) -> None:
+        """A new flight: the goal is `goal` again (no takeoff or landing ramp)."""
+        self._ramp = None
+
+    def _position(self, msgs: dict[str, Any]) -> np.ndarray | None:
+        s = msgs.get("state")
+        if s is None:
+            return None
+        p = s.pose.pose.position
+        return np.array([p.x, p.y, p.z])
 
     def takeoff(self, msgs: dict[str, Any], now: float) -> None:
         """Move the goal from the current position to `goal` over `takeoff_s` (crazyswarm2's takeoff, as a ramp)."""
-        s = msgs.get("state")
-        if s is None:
-            self._ramp = None
+        pos = self._position(msgs)
+        self._ramp = None if pos is None else (pos, self.goal.copy(), now, float(self.opt["takeoff_s"]))
+
+    def land(self, msgs: dict[str, Any], now: float) -> None:
+        """Move the goal straight down from the current position to the ground at `land_speed`."""
+        pos = self._position(msgs)
+        if pos is None:
             return
-        p = s.pose.pose.position
-        self._ramp = (np.array([p.x, p.y, p.z]), now)
+        end = np.array([pos[0], pos[1], float(self.opt["ground_z"])])
+        self.land_s = max(float(pos[2] - end[2]), 0.0) / float(self.opt["land_speed"])
+        self._ramp = (pos, end, now, max(self.land_s, 1e-3))
+
+    def landed(self, msgs: dict[str, Any]) -> bool:
+        """The state estimate is within `land_cutoff_z` of the ground."""
+        pos = self._position(msgs)
+        return pos is not None and pos[2] < float(self.opt["ground_z"]) + float(self.opt["land_cutoff_z"])
+
+    def motors_off(self) -> SafeCommand:
+        """Stop the motors (the physical vector is the lowest command the manifest allows, for the action history)."""
+        low = self.offset + np.minimum(self.scale * self.manifest["action"]["low"],
+                                       self.scale * self.manifest["action"]["high"])
+        return SafeCommand(low, done=True, phase="motors_off", motors_off=True)
+
+    def estop_command(self) -> SafeCommand | None:
+        """E-stop: motors off (`estop_motors_off`), else the safe sequence."""
+        return self.motors_off() if self.opt["estop_motors_off"] else None
 
     def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Observation terms from the latest messages."""
@@ -245,11 +300,9 @@ class CrazyflieAdapter(Adapter):
             g = msgs["goal"].point
             goal = np.array([g.x, g.y, g.z])
         elif self._ramp is not None:
-            start, t0 = self._ramp
-            alpha = min(max((self.now - t0) / max(float(self.opt["takeoff_s"]), 1e-9), 0.0), 1.0)
-            goal = start + alpha * (goal - start)
-            if alpha >= 1.0:
-                self._ramp = None
+            start, end, t0, duration = self._ramp
+            alpha = min(max((self.now - t0) / duration, 0.0), 1.0)
+            goal = start + alpha * (end - start)
         return {
             "pos_error": np.array([p.x, p.y, p.z]) - goal,
             "rotation_matrix": rot.reshape(-1),  # row-major body-to-world
@@ -258,18 +311,21 @@ class CrazyflieAdapter(Adapter):
         }
 
     def commands(self, physical: np.ndarray, stamp: Any, safe: SafeCommand | None = None) -> dict[str, Any]:
-        """Command messages for a clamped physical action."""
+        """Command messages for a clamped physical action (or motors off)."""
+        off = safe is not None and safe.motors_off
         if self.mode == "rpm":
             from sensor_msgs.msg import JointState
 
             msg = JointState()
             msg.header.stamp = stamp
             msg.name = MOTOR_NAMES
-            msg.velocity = (physical * RPM_TO_RAD_S).tolist()
+            msg.velocity = [0.0] * 4 if off else (physical * RPM_TO_RAD_S).tolist()
             return {"motors": msg}
         from geometry_msgs.msg import Twist
 
         msg = Twist()
+        if off:
+            return {"cmd_vel_legacy": msg}  # thrust 0: the firmware stops the motors
         rates = np.degrees(physical[1:4])
         msg.linear.x, msg.linear.y, msg.angular.z = float(rates[0]), float(rates[1]), float(rates[2])
         msg.linear.z = thrust_to_pwm(float(physical[0]), self.opt["max_thrust_n"])
@@ -278,10 +334,8 @@ class CrazyflieAdapter(Adapter):
     def safe(self, t: float, msgs: dict[str, Any], fresh: bool, last: np.ndarray | None) -> SafeCommand:
         """The safe physical command `t` s into a fault."""
         hover = self.offset.copy()  # a = 0: hover thrust, zero body rates
-        low = self.offset + np.minimum(self.scale * self.manifest["action"]["low"],
-                                       self.scale * self.manifest["action"]["high"])
         if last is None:  # never commanded (e.g. started without a state estimate): do not spin up to hover
-            return SafeCommand(low, done=True, phase="idle")
+            return SafeCommand(self.motors_off().physical, done=True, phase="idle", motors_off=True)
         hover_s, land_s = float(self.opt["hover_s"]), float(self.opt["land_s"])
         on_ground = False
         if fresh and msgs.get("state") is not None:
@@ -296,7 +350,7 @@ class CrazyflieAdapter(Adapter):
             else:
                 land[0] = self.offset[0] * frac
             return SafeCommand(land, phase="land")
-        return SafeCommand(low, done=True, phase="landed")
+        return SafeCommand(self.motors_off().physical, done=True, phase="landed", motors_off=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------- arm
@@ -304,15 +358,19 @@ class ArmAdapter(Adapter):
     """Arm: JointState (+ goal, TCP pose) in; forward-command Float64MultiArray and/or JointTrajectory out.
 
     Action terms: `joint_pos_target` or `joint_pos` (absolute, rad; `joint_pos` is what the robolearn arm tasks
-    call it) or `joint_pos_delta` (added to the measured position), optionally followed by `gripper` (1: the
-    opening of each finger [m], published on the `gripper_command` output as a one-element Float64MultiArray).
+    call it) or `joint_pos_delta` (added to the measured position) or `ee_pos_delta` + `ee_rot_delta` (the
+    arm tasks' `ee_delta` mode: TCP translation [m] and axis-angle rotation [rad], base frame, turned into joint
+    targets q + dq by damped-least-squares IK at the measured joint positions — `robolearn.core.kinematics` with
+    the arm's MJCF from option `model`, its site `tcp_site`, damping `ik_damping`; targets clamped to the model's
+    joint ranges), optionally followed by `gripper` (1: the opening of each finger [m], published on the
+    `gripper_command` output as a one-element Float64MultiArray).
     Observation terms: `joint_pos`, `joint_vel`; `gripper_width` (the sum of the `gripper_joints` positions in
     the JointState); `ee_pos` and `ee_quat` (w, x, y, z; w ≥ 0) from the optional `tcp_pose` input (the robot's
     forward kinematics, e.g. franka's O_T_EE, base frame); for reach policies `goal_pos` (the task's command: the
     TCP goal, base frame) from the optional `goal` input (PointStamped, or PoseStamped's position) or, before any
     goal message, the `goal` option. A term whose source has sent nothing yet is invalid input (safe action).
     Safe action: hold the last measured position (or the last command if no measurement was ever received); the
-    gripper keeps its last command.
+    gripper keeps its last command. Delta policies (joint or TCP) hold with a zero delta.
     """
 
     kind = "arm"
@@ -327,7 +385,8 @@ class ArmAdapter(Adapter):
         "trajectory": Slot(("trajectory_msgs/msg/JointTrajectory",), False, "joint trajectory controller"),
         "gripper_command": Slot(("std_msgs/msg/Float64MultiArray",), False, "finger opening [m] (gripper term)"),
     }
-    OPTIONS = {"joints": [], "time_from_start_s": 0.0, "goal": [], "gripper_joints": []}
+    OPTIONS = {"joints": [], "time_from_start_s": 0.0, "goal": [], "gripper_joints": [], "model": "",
+               "tcp_site": "tcp", "ik_damping": 0.05}
 
     def provides(self) -> dict[str, int | None]:
         """Observation term name → dim this robot provides."""
@@ -346,24 +405,52 @@ class ArmAdapter(Adapter):
         names = [t["name"] for t in self.action_terms]
         self.gripper = names[-1:] == ["gripper"]
         arm = names[:-1] if self.gripper else names
-        if arm not in (["joint_pos_target"], ["joint_pos"], ["joint_pos_delta"]):
+        if arm not in (["joint_pos_target"], ["joint_pos"], ["joint_pos_delta"], ["ee_pos_delta", "ee_rot_delta"]):
             raise ConfigError(f"artifact action terms {names}: the arm adapter commands ['joint_pos_target'], "
-                              "['joint_pos'] or ['joint_pos_delta'], optionally followed by ['gripper']")
+                              "['joint_pos'], ['joint_pos_delta'] or ['ee_pos_delta', 'ee_rot_delta'], optionally "
+                              "followed by ['gripper']")
         self.n = len(joints)
-        if self.action_dim != self.n + self.gripper:
-            raise ConfigError(f"artifact action dim {self.action_dim} != {len(joints)} joints in option 'joints'"
-                              + (" + 1 gripper" if self.gripper else ""))
+        self.ee = arm == ["ee_pos_delta", "ee_rot_delta"]
+        self.arm_dim = 6 if self.ee else self.n
+        if self.action_dim != self.arm_dim + self.gripper:
+            what = "6 (TCP translation + rotation)" if self.ee else f"{len(joints)} joints in option 'joints'"
+            raise ConfigError(f"artifact action dim {self.action_dim} != {what}" + (" + 1 gripper" if self.gripper
+                                                                                     else ""))
+        self.kin = None
+        if self.ee:
+            self.kin = self._kinematics()
         if not self.outputs & {"forward_command", "trajectory"}:
             raise ConfigError("topic map: the arm adapter needs output 'forward_command' or 'trajectory'")
         if self.gripper and "gripper_command" not in self.outputs:
             raise ConfigError("topic map: the artifact commands a 'gripper' term; add output 'gripper_command'")
-        self.delta = arm == ["joint_pos_delta"]
+        self.delta = arm == ["joint_pos_delta"] or self.ee
         self._q: np.ndarray | None = None
         goal = self.opt["goal"]
         if goal and not (isinstance(goal, list) and len(goal) == 3 and all(isinstance(g, int | float) for g in goal)):
             raise ConfigError(f"topic map: option 'goal' must be 3 numbers (or absent), got {goal!r}")
         self.goal = np.asarray(goal, dtype=np.float64) if goal else None
         self.wanted = {t["name"] for t in self.obs_terms}
+
+    def _kinematics(self) -> Any:
+        """The arm's IK model for ee_delta policies (MuJoCo, imported only here)."""
+        from robolearn.core.errors import RobolearnError
+        from robolearn.core.kinematics import MjArmKinematics
+
+        if not self.opt["model"]:
+            raise ConfigError("topic map: ee_delta policies (ee_pos_delta, ee_rot_delta) need option 'model': the "
+                              "arm's MJCF file, for the differential IK")
+        if not (isinstance(self.opt["ik_damping"], int | float) and self.opt["ik_damping"] >= 0):
+            raise ConfigError(f"topic map: option 'ik_damping' must be a number >= 0, got {self.opt['ik_damping']!r}")
+        try:
+            kin = MjArmKinematics(self.opt["model"], list(self.opt["joints"]), str(self.opt["tcp_site"]))
+        except RobolearnError as e:
+            raise ConfigError(f"topic map option 'model': {e}") from None
+        m = kin.model
+        limited = np.array([bool(m.jnt_limited[j]) for j in kin.joints])
+        rng = np.array([m.jnt_range[j] for j in kin.joints])
+        self.q_lo = np.where(limited, rng[:, 0], -np.inf)
+        self.q_hi = np.where(limited, rng[:, 1], np.inf)
+        return kin
 
     def terms(self, msgs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Observation terms from the latest messages."""
@@ -394,13 +481,22 @@ class ArmAdapter(Adapter):
 
     def target(self, physical: np.ndarray) -> np.ndarray:
         """Joint position targets for a physical action (delta actions add the measured position)."""
-        arm = physical[:self.n]
+        arm = physical[:self.arm_dim]
+        if self.ee:
+            if self._q is None:
+                raise ValueError("no joint state yet: TCP deltas need the measured joint positions")
+            if not arm.any():
+                return self._q.copy()  # hold (the safe action): exactly the measured position
+            q = self.kin.ik_step(self._q, arm[:3], arm[3:6], float(self.opt["ik_damping"]))
+            return np.clip(q, self.q_lo, self.q_hi)
         if self.delta:
             return (self._q if self._q is not None else np.zeros(self.n)) + arm
         return arm
 
     def commands(self, physical: np.ndarray, stamp: Any, safe: SafeCommand | None = None) -> dict[str, Any]:
         """Command messages for a clamped physical action."""
+        if self.ee and self._q is None:
+            return {}  # a TCP delta needs a measured joint state; none yet: command nothing
         q = self.target(physical)
         out: dict[str, Any] = {}
         if "forward_command" in self.outputs:
@@ -420,14 +516,14 @@ class ArmAdapter(Adapter):
         if self.gripper:
             from std_msgs.msg import Float64MultiArray
 
-            out["gripper_command"] = Float64MultiArray(data=[float(physical[self.n])])
+            out["gripper_command"] = Float64MultiArray(data=[float(physical[self.arm_dim])])
         return out
 
     def safe(self, t: float, msgs: dict[str, Any], fresh: bool, last: np.ndarray | None) -> SafeCommand:
         """The safe physical command `t` s into a fault."""
         hold = (last if last is not None else self.offset).copy()  # the gripper keeps its last command
         if self.delta:
-            hold[:self.n] = 0.0  # target = measured position
+            hold[:self.arm_dim] = 0.0  # target = measured position
             return SafeCommand(hold, done=True, phase="hold")
         if fresh and msgs.get("joint_states") is not None:
             try:

@@ -6,6 +6,9 @@ Learning to Fly actor size, 2×64 on the 146-dim hover observation; weights untr
 on them). sim_robot_node publishes the state at `--rate` Hz and stamps it; every motor command carries the stamp
 of the state it was computed from, so the delay is matched per message, not guessed from ordering.
 
+`--policy act` runs an ACT-size chunk policy; its chunks are predicted in policy_node's background thread
+(asynchronous inference, the default) or, with `--sync`, in the control step that needs them.
+
 Reported: `p50_ms`, `p99_ms`, `max_ms` of the delay to the command's arrival in the sim node's middleware
 (Fast DDS reception time), and `callback_*` to its arrival in the node's Python callback (includes waiting while
 the single-threaded sim executor steps physics). `missed_deadlines`: states whose command arrived later than one
@@ -58,7 +61,9 @@ def _describe(args: argparse.Namespace) -> str:
     if args.policy == "mlp":
         return f"MLP {args.hidden} tanh, obs 146, action 4 (onnxruntime, 1 thread)"
     mode = f"ensembling {args.ensemble:g} (a chunk every step)" if args.ensemble >= 0 else "chunks played out"
-    return f"ACT d512 4+1 layers chunk 100, obs 146, action 4, {mode} (onnxruntime, 1 thread)"
+    infer = "in the control step (--sync)" if args.sync else (
+        "in a background thread" + (f", prefetch {args.prefetch}" if args.prefetch >= 0 else ", prefetch 50"))
+    return f"ACT d512 4+1 layers chunk 100, obs 146, action 4, {mode}, chunks predicted {infer} (onnxruntime, 1 thread)"
 
 
 def _stats(x: np.ndarray, prefix: str = "") -> dict[str, float]:
@@ -79,6 +84,12 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
                     help="act: an ACT-size chunk policy (d 512, 4+1 layers, chunk 100, state input; use --rate 50)")
     ap.add_argument("--ensemble", type=float, default=0.01,
                     help="act: temporal-ensembling coefficient (a chunk every step); negative: play chunks out")
+    ap.add_argument("--sync", action="store_true",
+                    help="act: predict chunks in the control step (policy_node async_inference:=false) instead of "
+                         "in its background inference thread, to compare")
+    ap.add_argument("--prefetch", type=int, default=-1,
+                    help="act: policy_node prefetch_steps (request the next chunk this many steps before the current "
+                         "one's n_action_steps run out); -1: the node's default (half of n_action_steps)")
     ap.add_argument("--physics-rtf", type=float, default=0.1,
                     help="real-time factor of the sim's torch physics (a few ms a step at num_envs=1 on CPU); the "
                          "state is published at --rate regardless")
@@ -107,7 +118,8 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
     rt = ["chrt", "-f", str(args.rt_priority)] if args.rt_priority else []
     pol = subprocess.Popen(
         [*rt, str(bin_dir / "robolearn-policy-node"), "--ros-args", "-p", f"artifact:={art}", "-p", f"topic_map:={cfg}",
-         "-p", "trigger:=input", "-p", f"rate_hz:={args.rate}", "-p", "watchdog_periods:=25"],
+         "-p", "trigger:=input", "-p", f"rate_hz:={args.rate}", "-p", "watchdog_periods:=25",
+         "-p", f"async_inference:={not args.sync}", "-p", f"prefetch_steps:={args.prefetch}"],
         env=env, stdout=open(tmp / "policy_node.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     time.sleep(1.0)
     sim = subprocess.Popen(
@@ -143,7 +155,7 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
     return {
         **_stats(mw), "missed_deadlines": measured - on_time, "cycles": measured, "rate_hz": args.rate,
         "commands_received": int(len(mw)), **_stats(cb, "callback_"),
-        "policy": _describe(args),
+        "policy": _describe(args), **({"async_inference": not args.sync} if args.policy == "act" else {}),
         "physics_rtf": args.physics_rtf, "rt_priority": args.rt_priority,
         "wall_rate_hz": round(int(d["published"]) / max(float(d["duration_s"]), 1e-9), 1),
         "sim_overruns": int(d["overruns"]), "logs": str(tmp),

@@ -10,8 +10,18 @@ topic map (adapter, topics, options; see `topic_map.py`). States:
   observation, the runtime infers, and the command — clamped to the manifest's physical limits — is published;
 - fault: an input went quiet for `watchdog_periods` control periods, held NaN/inf, or the clock jumped: the
   adapter's safe action is published and the node resumes by itself once inputs are fresh and finite;
-- estop: `~/estop` latches the safe action until `~/clear_estop`;
-- stopping: `~/deactivate` (`~/land` for the Crazyflie) plays the safe sequence, then goes inactive.
+- estop: `~/estop` latches the safe action (the Crazyflie: motors off) until `~/clear_estop`;
+- stopping: `~/deactivate` plays the safe sequence, then goes inactive;
+- landing (Crazyflie): `~/land` while active — the policy flies the goal down to the ground, then the motors
+  are switched off and the node goes inactive; `~/takeoff` activates with the goal ramping up from the ground.
+  A safe sequence that ends on the ground (watchdog timeout, a landing that does not touch down) also ends in
+  motors off, and the node inactive: it does not take off again by itself.
+
+Chunking policies (ACT, diffusion) run with `async_inference:=true` (default): a background thread predicts the
+next chunk once `prefetch_steps` (default: half of n_action_steps) of the current one are left, so a control
+period never waits on the network; a late chunk leaves the old one playing (`infer_late_chunks`,
+`infer_late_steps`, `infer_starved_steps` in the diagnostics, and a warning). `async_inference:=false` predicts
+in the control step (what `robolearn bench ros-loop-latency --sync` measures).
 
 Diagnostics (`/diagnostics`, diagnostic_msgs/DiagnosticArray) carry the state, the last fault (naming the input
 or term), inference and step latency (p50/p99/max), deadline misses and watchdog trips. Start-up problems (bad
@@ -33,6 +43,8 @@ from robolearn_ros.messages import ConfigError, run_node
 from robolearn_ros.topic_map import TopicMap, load_topic_map
 
 INACTIVE, ACTIVE, FAULT, ESTOP, STOPPING = "inactive", "active", "fault", "estop", "stopping"
+LANDING = "landing"
+FLYING = (ACTIVE, LANDING)  # the policy is in control
 
 
 class Core:
@@ -65,9 +77,11 @@ class Core:
         self.fault = ""
         self.fault_t = 0.0
         self.last_cmd: np.ndarray | None = None
+        self.cut = False  # the landing touched down: motors off
+        self.land_t = 0.0
         self.required = [s for s in topic_map.inputs if topic_map.adapter.INPUTS[s].required]
         self.counts = {"cycles": 0, "deadline_misses": 0, "watchdog_trips": 0, "faults": 0, "invalid_inputs": 0,
-                       "clock_jumps": 0, "clamped": 0, "safe_commands": 0}
+                       "clock_jumps": 0, "clamped": 0, "safe_commands": 0, "motors_off": 0}
         self.trip_periods: float | None = None  # node-clock delay from the last input to the last watchdog trip
         self.step_ms: deque[float] = deque(maxlen=2000)
         self._last_clock: tuple[float, float] | None = None
@@ -83,7 +97,7 @@ class Core:
     def on_watchdog(self, slot: str, now: float) -> bool:
         """The slot's watchdog timer ran out (no message for `watchdog_periods` periods); True if this tripped."""
         self.stale[slot] = True
-        if self.state != ACTIVE or slot not in self.required:
+        if self.state not in FLYING or slot not in self.required:
             return False
         last = self.last_input_t[slot]
         self.counts["watchdog_trips"] += 1
@@ -101,7 +115,7 @@ class Core:
     def set_fault(self, reason: str, now: float) -> None:
         """Enter (or stay in) the fault state: safe action from now on."""
         self.counts["faults"] += self.state != FAULT
-        if self.state == ACTIVE:
+        if self.state in FLYING:
             self.state, self.fault_t = FAULT, now
         self.fault = reason
 
@@ -111,7 +125,8 @@ class Core:
             return "e-stop is latched; call clear_estop first"
         self.rt.reset()
         self.adapter.reset_history()
-        self.state, self.fault = ACTIVE, ""
+        self.adapter.on_activate()
+        self.state, self.fault, self.cut = ACTIVE, "", False
         return "active"
 
     def takeoff(self, now: float) -> str:
@@ -124,9 +139,19 @@ class Core:
             return "taking off"
         return msg
 
+    def land(self, now: float) -> str:
+        """Crazyflie: active → landing (the policy flies the goal down, then motors off); else the safe sequence."""
+        if self.state == ACTIVE and self.fresh():
+            self.adapter.land(self.msgs, now)  # type: ignore[attr-defined]
+            self.state, self.land_t = LANDING, now
+            return "landing"
+        if self.state == LANDING:
+            return "landing"
+        return self.deactivate(now)
+
     def deactivate(self, now: float) -> str:
-        """active/fault → stopping (safe sequence, then inactive)."""
-        if self.state in (ACTIVE, FAULT):
+        """active/landing/fault → stopping (safe sequence, then inactive)."""
+        if self.state in (*FLYING, FAULT):
             self.state, self.fault_t = STOPPING, now
         return self.state
 
@@ -151,17 +176,17 @@ class Core:
             jump = (now - self._last_clock[0]) - (mono - self._last_clock[1])
             if abs(jump) > self.clock_jump_s:
                 self.counts["clock_jumps"] += 1
-                if self.state == ACTIVE:
+                if self.state in FLYING:
                     self.set_fault(f"clock jumped by {jump:+.3f} s", now)
                 self._last_clock = (now, mono)
                 return self._safe(now) if self.state in (FAULT, ESTOP, STOPPING) else None
         self._last_clock = (now, mono)
         stale = [s for s in self.required if self.msgs[s] is None or self.stale[s]]
-        if stale and self.state == ACTIVE:
+        if stale and self.state in FLYING:
             self.on_watchdog(stale[0], now)
         if self.state == FAULT and not stale and self.fault.startswith(("input", "clock", "invalid")):
             self._resume()
-        if self.state == ACTIVE:
+        if self.state in FLYING:
             return self.policy_step(now) if compute else None
         if self.state in (FAULT, ESTOP, STOPPING):
             return self._safe(now)
@@ -176,10 +201,19 @@ class Core:
         """Observation → action → clamped physical command (or the safe action on invalid input)."""
         from robolearn.export.runtime import InvalidInputError
 
-        if self.state != ACTIVE:
+        if self.state not in FLYING:
             return self._safe(now) if self.state in (FAULT, ESTOP, STOPPING) else None
         if not self.fresh():
-            return self._safe(now) if self.state != ACTIVE else None
+            return None
+        if self.state == LANDING:
+            if self.adapter.landed(self.msgs):  # type: ignore[attr-defined]
+                self.state, self.fault_t, self.cut = STOPPING, now, True
+                return self._safe(now)
+            if now - self.land_t > self.adapter.land_s + float(self.adapter.opt["land_timeout_s"]):
+                # not down yet: the safe sequence's open-loop descent (it skips the hover) ends in motors off
+                self.state, self.fault_t = STOPPING, now - float(self.adapter.opt["hover_s"])
+                self.fault = "landing timed out; open-loop descent"
+                return self._safe(now)
         try:
             self.adapter.now = now
             obs = self.adapter.observation(self.msgs)
@@ -208,18 +242,23 @@ class Core:
     def _safe(self, now: float) -> tuple[np.ndarray, SafeCommand] | None:
         if self.last_cmd is None and all(self.last_input_t[s] is None for s in self.required):
             return None  # never heard the robot, never commanded it: publish nothing rather than guess
-        sc = self.adapter.safe(now - self.fault_t, self.msgs, self.fresh(), self.last_cmd)
+        sc = self.adapter.motors_off() if self.cut else None  # type: ignore[attr-defined]
+        if sc is None and self.state == ESTOP:
+            sc = self.adapter.estop_command()
+        if sc is None:
+            sc = self.adapter.safe(now - self.fault_t, self.msgs, self.fresh(), self.last_cmd)
         cmd = self._clamp(np.asarray(sc.physical, dtype=np.float64))
         self.adapter.record(self.adapter.normalized(cmd))
         self.counts["safe_commands"] += 1
-        if self.state == STOPPING and sc.done:
-            self.state = INACTIVE
+        self.counts["motors_off"] += sc.motors_off
+        if sc.done and (self.state == STOPPING or (self.state == FAULT and sc.phase == "landed")):
+            self.state, self.fault = INACTIVE, ""  # on the ground, motors off: flying again takes a takeoff
         return cmd, sc
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point `robolearn-policy-node` (`ros2 run robolearn_ros policy_node`)."""
-    return run_node("policy_node", PolicyNode, argv=argv)
+    return run_node("policy_node", PolicyNode, close="close", argv=argv)
 
 
 def _make_node_class() -> type:
@@ -240,6 +279,7 @@ def _make_node_class() -> type:
                 "artifact": "", "topic_map": "", "rate_hz": 0.0, "trigger": "timer", "watchdog_periods": 2,
                 "max_delta_per_step": 0.0, "action_low": -1.0, "action_high": 1.0, "autostart": True,
                 "diagnostics_rate_hz": 2.0, "clock_jump_s": 0.25, "backend": "onnx", "threads": 1,
+                "async_inference": True, "prefetch_steps": -1,
             }
             for k, v in p.items():
                 self.declare_parameter(k, v)
@@ -258,9 +298,14 @@ def _make_node_class() -> type:
 
             try:
                 # the manifest against the robot first: a term the robot cannot provide fails before any model loads
-                tmap.adapter(read_manifest(g["artifact"]), tmap.options, set(tmap.outputs))
+                manifest = read_manifest(g["artifact"])
+                tmap.adapter(manifest, tmap.options, set(tmap.outputs))
+                chunked = {}
+                if manifest["network"]["kind"] != "mlp":  # ACT / diffusion: chunks predicted in the background
+                    chunked = {"async_inference": bool(g["async_inference"]),
+                               "prefetch_steps": None if int(g["prefetch_steps"]) < 0 else int(g["prefetch_steps"])}
                 rt = PolicyRuntime.load(g["artifact"], backend=g["backend"], threads=int(g["threads"]),
-                                        max_delta_per_step=g["max_delta_per_step"] or None)
+                                        max_delta_per_step=g["max_delta_per_step"] or None, **chunked)
             except (RobolearnError, ValueError) as e:
                 raise ConfigError(str(e)) from None
             if rt.image_inputs:  # adapters turn messages into the state vector; cameras need an image adapter
@@ -288,8 +333,9 @@ def _make_node_class() -> type:
                              ("estop", self.core.estop), ("clear_estop", self.core.clear_estop)):
                 self.create_service(Trigger, f"~/{name}", self._service(fn))
             if tmap.adapter.kind == "crazyflie":
-                self.create_service(Trigger, "~/land", self._service(self.core.deactivate))
+                self.create_service(Trigger, "~/land", self._service(self.core.land))
                 self.create_service(Trigger, "~/takeoff", self._service(self.core.takeoff))
+            self._late_seen = 0
             self._primary = self.core.required[0]
             self._last_tick = None
             self._published_state = ""
@@ -304,8 +350,15 @@ def _make_node_class() -> type:
             if g["autostart"]:
                 self.core.activate(self._now())
             self._publish_state()
+            runner = getattr(rt, "runner", None)
+            mode = "" if runner is None else f", async chunk inference (prefetch {runner.prefetch} steps)"
             self.get_logger().info(f"{rt!r} at {rate:g} Hz, adapter '{tmap.adapter.kind}', trigger '{self.trigger}', "
-                                   f"state {self.core.state}")
+                                   f"state {self.core.state}{mode}")
+
+        def close(self) -> None:
+            """Stop the runtime's inference thread (async chunk inference)."""
+            if hasattr(self.core.rt, "close"):
+                self.core.rt.close()
 
         def _now(self) -> float:
             return self.get_clock().now().nanoseconds * 1e-9
@@ -316,7 +369,7 @@ def _make_node_class() -> type:
                 now = self._now()
                 self.core.on_message(slot, msg, now)
                 self.watchdogs[slot].reset()
-                if self.trigger == "input" and slot == self._primary and self.core.state == ACTIVE:
+                if self.trigger == "input" and slot == self._primary and self.core.state in FLYING:
                     self._publish(self.core.policy_step(now), msg)
                     self._step_done(t0)
             return cb
@@ -358,9 +411,9 @@ def _make_node_class() -> type:
         def _sync_timer(self) -> None:
             if self.trigger != "input":
                 return
-            if self.core.state == ACTIVE and not self.timer.is_canceled():
+            if self.core.state in FLYING and not self.timer.is_canceled():
                 self.timer.cancel()
-            elif self.core.state != ACTIVE and self.timer.is_canceled():
+            elif self.core.state not in FLYING and self.timer.is_canceled():
                 self.timer.reset()
 
         def _publish(self, out: tuple[np.ndarray, SafeCommand | None] | None, src: Any) -> None:
@@ -394,10 +447,18 @@ def _make_node_class() -> type:
 
         def _diagnostics(self) -> None:
             c = self.core
-            level = {ACTIVE: 0, INACTIVE: 0, STOPPING: 1, FAULT: 2, ESTOP: 2}[c.state]
+            level = {ACTIVE: 0, LANDING: 0, INACTIVE: 0, STOPPING: 1, FAULT: 2, ESTOP: 2}[c.state]
             values = {"state": c.state, "fault": c.fault, **{k: str(v) for k, v in c.counts.items()}}
-            for k, v in c.rt.stats().items():
+            rt_stats = c.rt.stats()
+            for k, v in rt_stats.items():
                 values[f"infer_{k}"] = f"{v:.4f}" if isinstance(v, float) else str(v)
+            late = int(rt_stats.get("late_chunks", 0))
+            if late > self._late_seen:  # async chunk inference fell behind: the old chunk kept playing
+                self.get_logger().warn(
+                    f"{late - self._late_seen} chunk(s) late (total {late}: {rt_stats.get('late_steps', 0)} steps "
+                    f"played past n_action_steps, {rt_stats.get('starved_steps', 0)} steps held); chunk inference "
+                    f"p99 {rt_stats.get('chunk_p99_ms', float('nan')):.1f} ms: raise prefetch_steps")
+                self._late_seen = late
             if c.step_ms:
                 lat = np.asarray(c.step_ms)
                 values |= {"step_p50_ms": f"{np.percentile(lat, 50):.4f}",

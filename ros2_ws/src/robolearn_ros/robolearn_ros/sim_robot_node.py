@@ -12,6 +12,9 @@ the torch simulator costs a few ms per step at num_envs=1); the state is publish
 (default: the task's control rate × real_time_factor). The last command is held between messages; with
 `wait_for_command` (default) physics starts with the first command, so DDS discovery time is not flown open loop.
 The world position is the task-frame position plus `origin` (the task's goal is the task-frame origin).
+With `floor` the drone cannot sink below world z = `floor_z` (an inelastic, sticky ground: the velocity into it
+and the spin are zeroed); `start_on_ground` (implies `floor`) puts it there, level, motors stopped, after every
+(re)start. Motors-off commands (every motor speed 0, or cmd_vel_legacy thrust 0) stop the rotors.
 
 arm-* (`ArmSimRobot`, MuJoCo on the CPU): what ros2_control's joint_state_broadcaster and forward position
 controller give the arm adapter — `sensor_msgs/JointState` out, `Float64MultiArray` joint targets (or a
@@ -47,8 +50,8 @@ class QuadrotorSimRobot:
 
     PARAMS: dict[str, Any] = {
         "action_mode": "rpm", "init_scale": 0.3, "randomize": False, "origin": [0.0, 0.0, 1.0], "max_thrust_n": 0.595,
-        "frame_id": "cf1", "state_topic": "/cf1/odom", "motors_topic": "/cf1/cmd_motors",
-        "cmd_vel_legacy_topic": "/cf1/cmd_vel_legacy",
+        "floor": False, "floor_z": 0.0, "start_on_ground": False, "frame_id": "cf1", "state_topic": "/cf1/odom",
+        "motors_topic": "/cf1/cmd_motors", "cmd_vel_legacy_topic": "/cf1/cmd_vel_legacy",
     }
 
     def __init__(self, node: Any, task: str, params: dict[str, Any]) -> None:
@@ -69,18 +72,24 @@ class QuadrotorSimRobot:
             overrides |= {"randomize": {}, "disturbance_force": 0.0, "obs_noise": {}}
         if params["sim_dt"] > 0:
             overrides["sim_dt"] = float(params["sim_dt"])
+        self.origin = np.asarray(params["origin"], dtype=np.float64)
+        self.on_ground_start = bool(params.get("start_on_ground", False))
+        self.floor = self.on_ground_start or bool(params.get("floor", False))
+        self.floor_z = float(params.get("floor_z", 0.0)) - float(self.origin[2])  # in the task frame
+        if self.floor:  # standing on the ground is not the task's "too far from the goal" crash
+            overrides["max_pos_error"] = 1e3
         try:
             self.env = make(task, seed=int(params["seed"]), **overrides)
         except Exception as e:  # unknown task, bad override: one line to the user
             raise ConfigError(f"task '{task}': {e}") from None
-        self.env.reset()
         spec = self.env.spec.action
         self.mode = params["action_mode"]
         self.offset = np.array([o for t in spec.terms for o in t.offset])
         self.scale = np.array([c for t in spec.terms for c in t.scale])
         self.action = np.zeros(spec.dim)  # hover until the first command
         self.max_thrust_n = float(params["max_thrust_n"])
-        self.origin = np.asarray(params["origin"], dtype=np.float64)
+        self.motors_off = False
+        self.reset()
         self.dt = self.env.step_dt
         self.crashes = 0
         self.frame = params["frame_id"]
@@ -100,8 +109,24 @@ class QuadrotorSimRobot:
         self._msg = Odometry()
 
     def reset(self) -> None:
-        """Back to a fresh initial state."""
+        """Back to a fresh initial state (on the ground, motors stopped, with `start_on_ground`)."""
         self.env.reset()
+        if self.on_ground_start:
+            state = self.env.sim.state
+            state[0] = 0.0
+            state[0, 2] = self.floor_z
+            state[0, 3] = 1.0  # level
+            self.motors_off = True
+            self.action[:] = 0.0
+
+    def _floor(self) -> None:
+        """Inelastic ground contact at floor_z: no sinking, no sliding, no spinning on it."""
+        state = self.env.sim.state
+        if float(state[0, 2]) <= self.floor_z:
+            state[0, 2] = self.floor_z
+            if float(state[0, 9]) < 0.0:  # moving into the ground: stopped there (with friction)
+                state[0, 7:10] = 0.0
+            state[0, 10:13] = 0.0
 
     def publish_state(self, now: float) -> Any:
         """Publish the state stamped `now` (wall clock); return the stamp."""
@@ -116,12 +141,19 @@ class QuadrotorSimRobot:
             if len(msg.velocity) != 4:
                 return
             phys = np.asarray(msg.velocity, dtype=np.float64) / RPM_TO_RAD_S
+            if not phys.any():  # every motor 0: motors off
+                self.motors_off = True
+                return
         else:
+            if msg.linear.z == 0.0:  # crazyswarm2 cmd_vel_legacy with thrust 0: the firmware stops the motors
+                self.motors_off = True
+                return
             phys = np.array([pwm_to_thrust(msg.linear.z, self.max_thrust_n), math.radians(msg.linear.x),
                              math.radians(msg.linear.y), math.radians(msg.angular.z)])
         a = (phys - self.offset) / self.scale
         if np.isfinite(a).all():
             self.action = np.clip(a, -1.0, 1.0)
+            self.motors_off = False
 
     def step(self) -> None:
         """One physics step with the held command, through the task's own action and physics hooks.
@@ -132,10 +164,16 @@ class QuadrotorSimRobot:
         env = self.env
         with torch.inference_mode():
             env._apply_action(torch.as_tensor(self.action, dtype=torch.float32).unsqueeze(0))
-            env._physics_step()
+            if self.motors_off:  # rotors spin down (motor lag), no thrust command
+                env.rpm_cmd = torch.zeros_like(env.rpm_cmd)
+                env.sim.step(env.rpm_cmd)
+            else:
+                env._physics_step()
+            if self.floor:
+                self._floor()
             if bool(env._crashed()[0]):
                 self.crashes += 1
-                env.reset()
+                self.reset()
 
     def state_msg(self, msg: Any) -> Any:
         """Fill a nav_msgs/Odometry with the true state (no estimator noise)."""
