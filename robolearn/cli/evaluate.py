@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,12 +35,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-video", action="store_true", help="skip the MP4")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--backend", default="onnx", choices=["onnx", "torch"], help="artifact runtime backend")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="env_set",
+                   help="override a task config field for the evaluation, e.g. --set episode_length_s=5 (YAML value; "
+                        "dotted keys set one entry of a dict field: --set randomize.payload=[2,2])")
+    p.add_argument("--iteration", type=int, metavar="N",
+                   help="evaluate the run's checkpoint of iteration (RL) / step (imitation) N instead of the latest")
     p.add_argument("--disturbance-sweep", action="store_true",
                    help="robustness table and plot under pushes and pulls of increasing force (RL runs, expert:TASK)")
     p.add_argument("--compare", nargs="*", default=[], metavar="RUN",
                    help="--disturbance-sweep: more runs (or expert:TASK) evaluated on the same starts")
+    p.add_argument("--kinds", nargs="+", default=None, metavar="KIND",
+                   help="--disturbance-sweep: condition axes, of push, pull, payload, terrain (default: push pull; "
+                        "payload and terrain are quadruped conditions)")
     p.add_argument("--magnitudes", nargs="+", type=float, default=[0.0, 0.25, 0.5, 0.75, 1.0],
                    help="--disturbance-sweep: forces as fractions of the task's horizontal force limit")
+    p.add_argument("--payloads", nargs="+", type=float, default=[0.0, 1.0, 2.0, 3.0], metavar="KG",
+                   help="--disturbance-sweep, kind payload: extra trunk mass [kg] of each condition")
+    p.add_argument("--terrains", nargs="+", default=["flat", "slope", "stairs_up", "stairs_down", "rough"],
+                   metavar="TERRAIN", help="--disturbance-sweep, kind terrain: terrain types, one condition each")
+    p.add_argument("--terrain-level", type=int, default=None, metavar="L",
+                   help="--disturbance-sweep, kind terrain: difficulty level (row) every env starts on "
+                        "(default: the hardest, terrain_levels − 1)")
     p.add_argument("--push-start", type=float, default=1.0, help="--disturbance-sweep: push time [s]")
     p.add_argument("--push-duration", type=float, default=0.2, help="--disturbance-sweep: push duration [s]")
     p.add_argument("--external", metavar="BENCHMARK",
@@ -68,12 +84,15 @@ def run(args: argparse.Namespace) -> int:
         raise RobolearnError("--compare is for --disturbance-sweep")
     path = Path(args.path)
     expert_task = args.path.split(":", 1)[1] if args.path.startswith("expert:") else None
-    imitation = find_imitation_checkpoint(path) if path.is_dir() and expert_task is None else None
+    ckpt_path = _checkpoint_arg(args, path)
+    imitation = (find_imitation_checkpoint(path, ckpt_path) if path.is_dir() and expert_task is None
+                 and not (path / "manifest.json").exists() else None)
     if imitation is not None:
         from robolearn.learners.imitation import load_policy_checkpoint, make_eval_env, run_cfg_from_meta
 
         ckpt, meta = imitation
         il_cfg = run_cfg_from_meta(meta, str(ckpt))
+        il_cfg = dataclasses.replace(il_cfg, env_set=(*il_cfg.env_set, *args.env_set))
         if il_cfg.task is None:
             raise RobolearnError(f"{path}: the run was trained without --task; nothing to evaluate on")
         il_policy, _ = load_policy_checkpoint(ckpt, device=il_cfg.device)
@@ -87,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
         label, out = f"{path.name} ({ckpt.name}, {meta['kind']})", Path(args.out or path / "eval")
     elif expert_task is not None:
-        task, env_cfg = expert_task, registry.cfg_class(expert_task)()
+        task, env_cfg = expert_task, _env_cfg(registry.cfg_class(expert_task)(), args, expert_task)
         env = registry.make(task, dataclasses.replace(env_cfg, num_envs=args.episodes), seed=args.seed)
         if not hasattr(env, "expert_action"):
             raise RobolearnError(f"task '{task}' has no scripted expert")
@@ -114,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 raise RobolearnError(f"{where}: no 'imitation_config'; cannot rebuild the task it was trained on")
             il_cfg = run_cfg_from_meta({"kind": kind, "config": source["imitation_config"]},
                                        f"{where}.imitation_config")
+            il_cfg = dataclasses.replace(il_cfg, env_set=(*il_cfg.env_set, *args.env_set))
             task = expert_task = il_cfg.task
             env = make_eval_env(dataclasses.replace(il_cfg, device="cpu"), args.episodes, args.seed)
             if runtime.obs_dim != env.spec.obs_dims.get("policy"):
@@ -128,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
         label, out = f"artifact {path.name} ({kind}, {args.backend})", Path(args.out or f"{path}-eval")
     else:
-        cfg, actor, ckpt = load_policy(path)
+        cfg, actor, ckpt = load_policy(path, ckpt_path)
 
         def policy(obs: dict) -> torch.Tensor:
             return actor(obs["policy"])
@@ -136,13 +156,21 @@ def run(args: argparse.Namespace) -> int:
         label, out = f"{path.name} ({ckpt.name})", Path(args.out or path / "eval")
     if expert_task is None:
         task = cfg.task
-        env = registry.make(task, dataclasses.replace(cfg.env, num_envs=args.episodes), seed=args.seed)
-    record = min(4, args.episodes) if hasattr(env, "viz_state") else 0
-    result = evaluate_policy(env, policy, record=record, record_fn=getattr(env, "viz_state", None))
-    metrics, traj = result if record else (result, None)
+        env_cfg = _env_cfg(cfg.env, args, task)
+        env = registry.make(task, dataclasses.replace(env_cfg, num_envs=args.episodes), seed=args.seed)
+    if hasattr(env, "viz_curves"):  # manipulation: the task's curves and camera frames
+        traj = None
+        metrics, files = _evaluate_manipulation(env, policy, out, f"{task} — {label}", plot=not args.no_plot,
+                                                video=not args.no_video, episodes=min(4, args.episodes))
+    else:
+        record = min(4, args.episodes) if hasattr(env, "viz_state") else 0
+        result = evaluate_policy(env, policy, record=record, record_fn=getattr(env, "viz_state", None))
+        metrics, traj = result if record else (result, None)
+        files = {}
     out.mkdir(parents=True, exist_ok=True)
-    report = {"task": task, "source": str(path), "episodes": args.episodes, "seed": args.seed, **metrics}
-    files = {"report": out / "eval.json"}
+    report = {"task": task, "source": str(path), "episodes": args.episodes, "seed": args.seed,
+              **({"env_set": list(args.env_set)} if args.env_set else {}), **metrics}
+    files = {"report": out / "eval.json", **files}
     if traj is not None and "coverage" in traj:  # push-t: coverage over time and the top camera
         files.update(_visualize_coverage(traj, out, f"{task} — {label}", plot=not args.no_plot,
                                          video=not args.no_video, threshold=getattr(env.cfg, "success_threshold", None),
@@ -150,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     elif traj is not None:
         files.update(_visualize(traj, out, f"{task} — {label}", plot=not args.no_plot, video=not args.no_video))
     (out / "eval.json").write_text(json.dumps(report, indent=2))
-    for k in ("success", "pos_error_rms", "final_pos_error", "crash", "coverage", "max_coverage"):
+    for k in ("success", "pos_error_rms", "final_pos_error", "crash", "coverage", "max_coverage", "max_stage"):
         if k in metrics:
             print(f"{k:16s} {metrics[k]:.4f}")
     for name, f in files.items():
@@ -237,7 +265,7 @@ def _visualize(traj: dict[str, torch.Tensor], out: Path, title: str, plot: bool,
     files: dict[str, Path] = {}
     t = traj["t"][:, 0].numpy()
     length = float(traj["length_s"][0]) if "length_s" in traj else float(t[-1])
-    keep = t < length - 1e-9 if length > 0 else slice(None)
+    keep = t <= length + 1e-9 if length > 0 else slice(None)  # the last sample is the episode's final state
     pos, quat, ref = traj["pos"].numpy(), traj["quat"].numpy(), traj["goal"].numpy()
     if plot:
         from robolearn.core.math import euler_xyz_from_quat
@@ -275,3 +303,77 @@ def _visualize_coverage(traj: dict[str, torch.Tensor], out: Path, title: str, pl
         files["video"] = write_frames_video(traj["frame"].numpy(), out / "episodes.mp4", fps=fps, lengths=steps,
                                             labels=labels)
     return files
+
+
+def _checkpoint_arg(args: argparse.Namespace, path: Path) -> Path | None:
+    """The checkpoint `--iteration N` names (None: the latest)."""
+    if args.iteration is None:
+        return None
+    from robolearn.core.checkpoint import checkpoint_at
+
+    if args.path.startswith("expert:") or (path / "manifest.json").exists():
+        raise RobolearnError("--iteration is for run directories (an artifact or expert has one policy)")
+    return checkpoint_at(path / "checkpoints", args.iteration)
+
+
+def _env_cfg(cfg: Any, args: argparse.Namespace, task: str) -> Any:
+    """The task config with the `--set FIELD=VALUE` overrides."""
+    from robolearn.core.config import parse_sets
+
+    return parse_sets(cfg, args.env_set, source=f"--set (task '{task}')")
+
+
+VIDEO_SIZE = (240, 320)
+"""Height, width of one episode's view in episodes.mp4 / robustness.mp4 [px]."""
+VIDEO_FPS = 25.0
+"""Frame rate the videos aim for (a whole number of policy steps per frame)."""
+
+
+def _evaluate_manipulation(env: Any, policy: Any, out: Path, title: str, plot: bool, video: bool,
+                           episodes: int) -> tuple[dict[str, float], dict[str, Path]]:
+    """Roll out, recording the task's `viz_curves` (and camera frames) of the first episodes; PNG and MP4."""
+    import numpy as np
+
+    from robolearn.eval.rollout import evaluate_policy
+
+    curves = env.viz_curves()
+    files: dict[str, Path] = {}
+
+    def record() -> dict[str, torch.Tensor]:
+        return {c.name: c.fn(env).float() * c.scale for c in curves}
+
+    renderer = None
+    if video:
+        from robolearn.envs.viz import EpisodeRenderer
+
+        renderer = EpisodeRenderer(env, VIDEO_SIZE, camera=env.viz_camera)
+    every = max(1, round(env.spec.action.rate_hz / VIDEO_FPS))
+    ids = list(range(min(episodes, env.num_envs)))
+    metrics, traj = evaluate_policy(env, policy, record=len(ids), record_fn=record,
+                                    frame_fn=None if renderer is None else lambda: renderer.render(ids),
+                                    frame_every=every)
+    t, lengths = traj["t"][:, 0].numpy(), traj["length_s"].numpy()
+    flag = next((c.name for c in curves if c.kind == "success"), None)
+    success = np.full(len(ids), np.nan)
+    if flag is not None:
+        won = traj[flag].numpy() > 0.5  # (T, K)
+        for k in range(len(ids)):
+            hit = np.flatnonzero(won[:, k] & (t <= lengths[k] + 1e-9))
+            success[k] = t[hit[0]] if len(hit) else np.nan
+    out.mkdir(parents=True, exist_ok=True)
+    if plot:
+        from robolearn.eval.plots import plot_episode_curves
+
+        values = {c.name: traj[c.name].numpy() for c in curves if c.kind != "success"}
+        files["plot"] = plot_episode_curves(t, list(curves), values, out / "episodes.png", lengths_s=lengths,
+                                            success_s=success, title=title)
+    if renderer is not None:
+        from robolearn.eval.video import write_frames_video
+
+        ft = traj["frame_t"][:, 0].numpy()
+        last = np.array([np.searchsorted(ft, lengths[k] - 1e-9) for k in range(len(ids))])  # frame of the end
+        labels = [[f"episode {k}  t {min(x, lengths[k]):4.1f} s" + ("  success" if success[k] <= x + 1e-9 else "")
+                   for k in range(len(ids))] for x in ft]
+        files["video"] = write_frames_video(traj["frame"].numpy(), out / "episodes.mp4",
+                                            fps=env.spec.action.rate_hz / every, lengths=last, labels=labels)
+    return metrics, files
