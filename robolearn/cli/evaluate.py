@@ -205,31 +205,47 @@ def run_external(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    """`--disturbance-sweep`: the robustness table of the run (and `--compare` runs), JSON + Markdown + PNG."""
+    """`--disturbance-sweep`: the robustness table of the run (and `--compare` runs): JSON, CSV, Markdown, PNG, MP4."""
+    from robolearn.core.config import parse_sets
     from robolearn.envs import registry
-    from robolearn.eval.robustness import SweepCfg, disturbance_sweep, format_table, plot_robustness
+    from robolearn.eval.robustness import (
+        SweepCfg,
+        disturbance_sweep,
+        format_table,
+        plot_robustness,
+        render_disturbed_rollout,
+        write_csv,
+    )
     from robolearn.learners.runner import load_policy
 
     sweep = SweepCfg(magnitudes=tuple(args.magnitudes), push_start_s=args.push_start,
-                     push_duration_s=args.push_duration)
+                     push_duration_s=args.push_duration, kinds=tuple(args.kinds or SweepCfg().kinds),
+                     payloads_kg=tuple(args.payloads), terrains=tuple(args.terrains), terrain_level=args.terrain_level)
     tables: dict[str, list[dict]] = {}
+    makers: dict[str, tuple] = {}
     task = None
     for source in [args.path, *args.compare]:
         if source.startswith("expert:"):
+            if source == args.path and args.iteration is not None:
+                raise RobolearnError("--iteration is for run directories (an expert has one policy)")
             src_task, env_cfg = source.split(":", 1)[1], None
             env_cfg = registry.cfg_class(src_task)()
             label = "scripted expert"
             expert = True
         else:
-            cfg, actor, ckpt = load_policy(source)
+            ckpt = _checkpoint_arg(args, Path(source)) if source == args.path else None
+            cfg, actor, ckpt = load_policy(source, ckpt)
             src_task, env_cfg, label, expert = cfg.task, cfg.env, Path(source).name, False
+            if source == args.path and args.iteration is not None:
+                label = f"{label} ({ckpt.stem})"
         if task is not None and src_task != task:
             raise RobolearnError(f"--compare {source}: task '{src_task}' differs from '{task}'")
         task = src_task
-        env_cfg = dataclasses.replace(env_cfg, num_envs=args.episodes, device="cpu")
+        env_cfg = dataclasses.replace(_env_cfg(env_cfg, args, src_task), num_envs=args.episodes, device="cpu")
 
-        def make_env(task=src_task, env_cfg=env_cfg):
-            return registry.make(task, env_cfg, seed=args.seed)
+        def make_env(sets=(), task=src_task, env_cfg=env_cfg):
+            return registry.make(task, parse_sets(env_cfg, sets, source=f"sweep condition (task '{task}')"),
+                                 seed=args.seed)
 
         if expert:
             probe = make_env()
@@ -243,18 +259,25 @@ def run_sweep(args: argparse.Namespace) -> int:
                 return actor(obs["policy"])
 
         tables[label] = disturbance_sweep(make_env, policy, sweep)
+        makers[label] = (make_env, policy)
     out = Path(args.out or (Path(args.path) / "eval" if not args.path.startswith("expert:") else
                             f"runs/expert-{task}-eval"))
     out.mkdir(parents=True, exist_ok=True)
     report = {"task": task, "episodes": args.episodes, "seed": args.seed, "sweep": dataclasses.asdict(sweep),
-              "tables": tables}
+              **({"env_set": list(args.env_set)} if args.env_set else {}), "tables": tables}
     (out / "robustness.json").write_text(json.dumps(report, indent=2))
     table = format_table(tables)
     (out / "robustness.md").write_text(table + "\n")
     print(table)
-    files = {"report": out / "robustness.json", "table": out / "robustness.md"}
+    files = {"report": out / "robustness.json", "table": out / "robustness.md",
+             "csv": write_csv(tables, out / "robustness.csv")}
     if not args.no_plot:
         files["plot"] = plot_robustness(tables, out / "robustness.png", title=f"{task}: robustness")
+    make_env, policy = next(iter(makers.values()))
+    if not args.no_video and hasattr(make_env(), "trunk"):  # a pushed legged robot, the push drawn as an arrow
+        files["video"] = render_disturbed_rollout(make_env, policy, sweep, out / "robustness.mp4",
+                                                  magnitude=max(sweep.magnitudes), views=min(3, args.episodes),
+                                                  size=VIDEO_SIZE, fps=VIDEO_FPS)
     for name, f in files.items():
         print(f"{name:16s} {f}")
     return 0
