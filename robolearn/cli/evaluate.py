@@ -6,9 +6,15 @@ or an ACT / Diffusion Policy with its action queue per env copy.
 An imitation run (`robolearn train act|diffusion`) is evaluated on its task with the run's `--set` overrides,
 through the policy's action queue (temporal ensembling / receding horizon).
 
-`--disturbance-sweep` measures robustness instead (tasks with the disturbance interface): survival rate and tracking
-error under pushes and constant pulls of increasing force (`robolearn.eval.robustness`), for the run and any
-`--compare` runs on the same starts; writes robustness.json, robustness.md and robustness.png.
+Plots and videos follow the task: quadrotor flights (flight.png, flight.mp4), Push-T coverage (coverage.png,
+episodes.mp4), manipulation tasks (arm-*, bimanual-*) the curves the task declares (`viz_curves()`: object height,
+distances, finger force, gripper opening, task stage; success marked) in episodes.png and their camera in
+episodes.mp4. `--set FIELD=VALUE` overrides the task config, `--iteration N` picks a run's checkpoint.
+
+`--disturbance-sweep` measures robustness instead (tasks with the disturbance interface): survival / fall rate and
+tracking error per condition (`robolearn.eval.robustness`): pushes and constant pulls of increasing force and, on
+quadrupeds, trunk payloads and terrains (`--kinds`), for the run and any `--compare` runs on the same starts; writes
+robustness.json, .md, .csv, .png and, for legged robots, robustness.mp4 (the push drawn as an arrow).
 """
 
 from __future__ import annotations
@@ -274,7 +280,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     if not args.no_plot:
         files["plot"] = plot_robustness(tables, out / "robustness.png", title=f"{task}: robustness")
     make_env, policy = next(iter(makers.values()))
-    if not args.no_video and hasattr(make_env(), "trunk"):  # a pushed legged robot, the push drawn as an arrow
+    probe = make_env() if not args.no_video else None
+    if probe is not None and hasattr(probe, "trunk") and probe.sim.name != "mujoco_cpu":
+        print(f"note: no robustness.mp4: videos are rendered on the mujoco_cpu backend (this run uses "
+              f"'{probe.sim.name}'; add --set backend=mujoco_cpu)")
+    elif probe is not None and hasattr(probe, "trunk"):  # a pushed legged robot, the push drawn as an arrow
         files["video"] = render_disturbed_rollout(make_env, policy, sweep, out / "robustness.mp4",
                                                   magnitude=max(sweep.magnitudes), views=min(3, args.episodes),
                                                   size=VIDEO_SIZE, fps=VIDEO_FPS)
@@ -366,7 +376,10 @@ def _evaluate_manipulation(env: Any, policy: Any, out: Path, title: str, plot: b
         return {c.name: c.fn(env).float() * c.scale for c in curves}
 
     renderer = None
-    if video:
+    if video and getattr(env.sim, "name", "") != "mujoco_cpu":
+        print(f"note: no episodes.mp4: videos are rendered on the mujoco_cpu backend (this run uses "
+              f"'{env.sim.name}'; add --set backend=mujoco_cpu)")
+    elif video:
         from robolearn.envs.viz import EpisodeRenderer
 
         renderer = EpisodeRenderer(env, VIDEO_SIZE, camera=env.viz_camera)
