@@ -199,8 +199,8 @@ def run_external(args: argparse.Namespace) -> int:
     """
     from robolearn.eval.external import evaluate_external
 
-    if args.disturbance_sweep or args.compare:
-        raise RobolearnError("--external does not combine with --disturbance-sweep / --compare")
+    if args.disturbance_sweep or args.compare or args.env_set or args.iteration is not None:
+        raise RobolearnError("--external does not combine with --disturbance-sweep / --compare / --set / --iteration")
     report = evaluate_external(args.path, args.external, episodes=50 if args.episodes is None else args.episodes,
                                seed=args.seed, trajectories=args.trajectories, max_steps=args.max_steps)
     out = Path(args.out or f"{Path(args.path)}-eval")
