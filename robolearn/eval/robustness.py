@@ -64,7 +64,7 @@ class SweepCfg:
 KINDS = ("push", "pull", "payload", "terrain")
 
 
-def conditions(cfg: SweepCfg, env_cfg: Any = None) -> list[dict[str, Any]]:
+def conditions(cfg: SweepCfg, env_cfg: Any = None, task: str = "") -> list[dict[str, Any]]:
     """The sweep's conditions in order: {"kind", "magnitude" | "payload_kg" | "terrain" + "terrain_level", "sets"}.
 
     `env_cfg` (the task config) is needed for payload/terrain conditions: they must exist in it.
@@ -77,16 +77,15 @@ def conditions(cfg: SweepCfg, env_cfg: Any = None) -> list[dict[str, Any]]:
         if kind in ("push", "pull"):
             out += [{"kind": kind, "magnitude": float(m), "sets": ()} for m in cfg.magnitudes]
             continue
-        task = getattr(env_cfg, "__class__", type(None)).__name__
         if kind == "payload":
             if not isinstance(getattr(env_cfg, "randomize", None), dict) or not hasattr(env_cfg, "terrain"):
-                raise RobolearnError(f"disturbance sweep: kind 'payload' needs a quadruped task ({task} has no "
+                raise RobolearnError(f"disturbance sweep: kind 'payload' needs a quadruped task ('{task}' has no "
                                      "trunk payload)")
             out += [{"kind": kind, "payload_kg": float(kg), "sets": (f"randomize.payload=[{kg}, {kg}]",)}
                     for kg in cfg.payloads_kg]
         else:
             if not hasattr(env_cfg, "terrain") or not hasattr(env_cfg, "start_level"):
-                raise RobolearnError(f"disturbance sweep: kind 'terrain' needs a quadruped task ({task} has no "
+                raise RobolearnError(f"disturbance sweep: kind 'terrain' needs a quadruped task ('{task}' has no "
                                      "terrains)")
             level = env_cfg.terrain_levels - 1 if cfg.terrain_level is None else cfg.terrain_level
             for name in cfg.terrains:
@@ -104,11 +103,9 @@ def disturbance_sweep(make_env: Callable[..., BatchedEnv], policy: Callable[[Obs
     payload/terrain conditions call `make_env(sets)` with `--set`-style config overrides.
     """
     cfg = cfg or SweepCfg()
-    probe_cfg = None
-    if any(k in ("payload", "terrain") for k in cfg.kinds):
-        probe_cfg = make_env().cfg
+    probe = make_env() if any(k in ("payload", "terrain") for k in cfg.kinds) else None
     rows: list[dict[str, Any]] = []
-    for cond in conditions(cfg, probe_cfg):
+    for cond in conditions(cfg, getattr(probe, "cfg", None), getattr(getattr(probe, "spec", None), "name", "")):
         kind = cond["kind"]
         if kind in ("push", "pull"):
             env = check_disturbable(make_env(), "disturbance sweep")

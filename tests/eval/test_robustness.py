@@ -33,6 +33,17 @@ def test_sweep_rows_table_and_plot(tmp_path):
     assert png.stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("kind", ["payload", "terrain"])
+def test_quadruped_conditions_refuse_other_tasks(kind):
+    from robolearn.core.errors import RobolearnError
+
+    def make_env(sets=()):
+        return registry.make("quadrotor-hover", num_envs=1)
+
+    with pytest.raises(RobolearnError, match=f"kind '{kind}' needs a quadruped task \\('quadrotor-hover' has no"):
+        disturbance_sweep(make_env, lambda obs: None, SweepCfg(kinds=(kind,)))
+
+
 def test_sweep_refuses_a_task_without_the_interface():
     pytest.importorskip("mujoco")
     with pytest.raises(NotDisturbableError, match="disturbance sweep: task 'arm-reach'"):
