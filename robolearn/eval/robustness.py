@@ -127,6 +127,8 @@ def disturbance_sweep(make_env: Callable[..., BatchedEnv], policy: Callable[[Obs
                      "duration_s": (stop - start) * env.step_dt if kind == "push" else float("inf")}
         else:
             env = make_env(cond["sets"])
+            if hasattr(env, "disturbance_dim"):  # draw what push/pull draw: the same starts as theirs
+                _horizontal_wrench(env, 0.0)
             metrics = evaluate_policy(env, policy)
             extra = {"force_n": 0.0, "duration_s": 0.0}
         assert isinstance(metrics, dict)

@@ -109,6 +109,8 @@ def test_quadruped_sweep_conditions_table_csv_and_video(quadruped_run, tmp_path,
     assert [(r["kind"], r["force_n"], r["payload_kg"], r["terrain"]) for r in rows] == [
         ("push", "0.0", "", ""), ("push", "60.0", "", ""), ("payload", "0.0", "0.0", ""),
         ("payload", "0.0", "3.0", ""), ("terrain", "0.0", "", "flat"), ("terrain", "0.0", "", "rough")]
+    # the same starts in every condition: flat terrain (the run's) without a push is the unpushed row
+    assert rows[4]["tracking_error"] == rows[0]["tracking_error"]
     for r in rows:
         assert float(r["survival"]) + float(r["fall_rate"]) == pytest.approx(1.0)
         assert r["tracking_metric"] == "tracking_error" and float(r["tracking_error"]) >= 0
