@@ -243,7 +243,8 @@ def render_disturbed_rollout(make_env: Callable[..., BatchedEnv], policy: Callab
     """MP4 of `views` envs side by side, pushed as the sweep's push condition of `magnitude` does.
 
     The video runs until `after_s` after the push; the force is drawn as a red arrow pointing at the trunk
-    (`arrow_m_per_n` metres per newton). Needs a MuJoCo task with a trunk body (quadruped tasks), mujoco_cpu.
+    (`arrow_m_per_n` metres per newton); a view whose episode ends (a fall) freezes on its last frame. Needs a
+    MuJoCo task with a trunk body (quadruped tasks), mujoco_cpu.
     """
     from robolearn.envs.viz import EpisodeRenderer
     from robolearn.eval.video import write_frames_video
@@ -261,17 +262,34 @@ def render_disturbed_rollout(make_env: Callable[..., BatchedEnv], policy: Callab
     total = stop + round(after_s / env.step_dt)
     every = max(1, round(1.0 / (fps * env.step_dt)))
     fell = torch.zeros(len(ids), dtype=torch.bool)
+    held: dict[int, tuple[np.ndarray, float]] = {}  # view -> (frame, time) of an episode that ended: shown frozen
     frames, labels = [], []
+    clock = {"t": 0}
+
+    def draw(views: list[int]) -> np.ndarray:
+        pos = env.base_pos[views].detach().cpu()
+        f = env.disturbance[views, :3].detach().cpu()
+        return renderer.render(views, torch.stack((pos - arrow_m_per_n * f, pos), 1)).numpy()
+
+    def hold(done_ids: Tensor) -> None:  # before the auto-reset: keep the last frame of the episode
+        ended = [i for i in done_ids.tolist() if i < len(ids) and i not in held]
+        for i, img in zip(ended, draw(ended) if ended else [], strict=True):
+            held[i] = (img, (clock["t"] + 1) * env.step_dt)
+
     obs = env.reset()
+    env.episode_end_hook = hold
     with torch.no_grad():
         for t in range(total + 1):
+            clock["t"] = t
             if t % every == 0 or t == total:
-                pos = env.base_pos[ids].detach().cpu()
-                f = env.disturbance[ids, :3].detach().cpu()
-                frames.append(renderer.render(ids, torch.stack((pos - arrow_m_per_n * f, pos), 1)).numpy())
-                pushing = bool(f.norm(dim=-1).gt(0).any())
-                labels.append([f"env {k}  t {t * env.step_dt:4.2f} s" + (f"  push {force:.0f} N" if pushing else "")
-                               + ("  fell" if bool(fell[k]) else "") for k in range(len(ids))])
+                img = draw(ids)
+                for k, (frame, _) in held.items():
+                    img[k] = frame
+                pushing = bool(env.disturbance[ids, :3].norm(dim=-1).gt(0).any())
+                labels.append([f"env {k}  t {held[k][1] if k in held else t * env.step_dt:4.2f} s"
+                               + (("  fell" if bool(fell[k]) else "  episode ended") if k in held else
+                                  f"  push {force:.0f} N" if pushing else "") for k in range(len(ids))])
+                frames.append(img)
             if t == total:
                 break
             on = start <= t < stop
@@ -279,4 +297,5 @@ def render_disturbed_rollout(make_env: Callable[..., BatchedEnv], policy: Callab
             res = env.step(policy(obs))
             fell |= res.terminated[ids].cpu()
             obs = res.obs
+    env.episode_end_hook = None
     return write_frames_video(np.stack(frames, 0), out, fps=1.0 / (every * env.step_dt), labels=labels)
