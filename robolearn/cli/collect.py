@@ -9,11 +9,9 @@ Killing collect loses at most the episode in progress; appending to an existing 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
-import yaml
-
+from robolearn.core.config import parse_sets
 from robolearn.core.errors import RobolearnError
 
 DEVICES = ("expert", "keyboard", "gamepad", "spacemouse", "browser")
@@ -90,19 +88,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes <= 0:
         raise RobolearnError(f"--episodes must be positive, got {args.episodes}")
-    overrides = {"num_envs": 1}
+    overrides: dict[str, object] = {"num_envs": 1}
     if args.episode_length:
         overrides["episode_length_s"] = args.episode_length
-    for item in args.env_set:
-        field_name, eq, value = item.partition("=")
-        if not eq:
-            raise RobolearnError(f"--set wants FIELD=VALUE, got '{item}'")
-        known = {f.name for f in dataclasses.fields(registry.cfg_class(args.task))}
-        if field_name not in known:
-            raise RobolearnError(f"--set: task '{args.task}' has no config field '{field_name}'; "
-                                 f"known: {', '.join(sorted(known))}")
-        overrides[field_name] = yaml.safe_load(value)
-    env = registry.make(args.task, seed=args.seed, **overrides)
+    env_cfg = parse_sets(registry.cfg_class(args.task)(), args.env_set, source=f"--set (task '{args.task}')")
+    env = registry.make(args.task, env_cfg, seed=args.seed, **overrides)
     device = make_device(args)
     if args.view and args.device != "browser":
         from robolearn.teleop.browser import BrowserDevice

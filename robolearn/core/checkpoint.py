@@ -140,6 +140,21 @@ def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
     return None if best is None else directory / best[1]
 
 
+def checkpoint_at(directory: str | os.PathLike[str], number: int) -> Path:
+    """The checkpoint in `directory` whose name ends in iteration/step `number` (iter_000200 for 200)."""
+    directory = Path(directory)
+    found: dict[int, Path] = {}
+    if directory.is_dir():
+        for p in directory.iterdir():
+            numbers = re.findall(r"\d+", p.stem)
+            if not p.name.startswith(".") and p.suffix == CHECKPOINT_SUFFIX and p.is_file() and numbers:
+                found[int(numbers[-1])] = p
+    if number not in found:
+        have = ", ".join(str(k) for k in sorted(found)) or "none"
+        raise CheckpointError(f"{directory}: no checkpoint of iteration {number} (have: {have})")
+    return found[number]
+
+
 class _Encoder:
     """Turns nested state into a JSON structure plus a flat dict of tensors.
 

@@ -44,7 +44,7 @@ from robolearn.core.errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["from_dict", "load_config", "load_yaml", "merge", "parse_overrides", "save_yaml", "to_dict"]
+__all__ = ["from_dict", "load_config", "load_yaml", "merge", "parse_overrides", "parse_sets", "save_yaml", "to_dict"]
 
 
 # ----------------------------------------------------------------------------------------------------------- YAML
@@ -199,6 +199,44 @@ def parse_overrides(cls: type[T], default: T, args: list[str], prog: str) -> T:
 
     _require_dataclass(cls)
     return tyro.cli(cls, default=default, args=list(args), prog=prog)
+
+
+def parse_sets(cfg: T, items: list[str] | tuple[str, ...], source: str = "--set") -> T:
+    """A copy of the config `cfg` with `FIELD=VALUE` overrides applied (the one parser behind every `--set`).
+
+    VALUE is YAML (1.2 scalars): `--set episode_length_s=2`, `--set cameras=[front]`, `--set randomize={}`.
+    A dotted FIELD sets one key of a dict field or one field of a nested dataclass (`reward_scales.lift=2`),
+    leaving the other keys as they are. A malformed item, an unknown field or a wrong type is one `ConfigError`
+    naming `source` and the key.
+    """
+    cls = type(cfg)
+    _require_dataclass(cls)
+    data: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = str(item).partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ConfigError(f"{source}: expected FIELD=VALUE, got '{item}'")
+        try:
+            value = yaml.load(text, Loader=_Loader) if text.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source}: key '{key}': bad YAML value '{text}': {' '.join(str(e).split())}") from None
+        *parents, last = key.split(".")
+        node, obj = data, cfg
+        for i, part in enumerate(parents):
+            where = ".".join(parents[: i + 1])
+            obj = obj.get(part) if isinstance(obj, Mapping) else getattr(obj, part, None)
+            if isinstance(obj, Mapping):  # a dict field: start from its current keys
+                child = node.setdefault(part, copy.deepcopy(dict(obj)))
+            elif dataclasses.is_dataclass(obj):
+                child = node.setdefault(part, {})
+            else:
+                raise ConfigError(f"{source}: key '{key}': '{where}' is not a dict or nested config field")
+            if not isinstance(child, dict):
+                raise ConfigError(f"{source}: key '{key}' conflicts with an earlier --set of '{where}'")
+            node = child
+        node[last] = value
+    return merge(cls, cfg, data, source=source) if data else cfg
 
 
 # ----------------------------------------------------------------------------------------------------------- checks

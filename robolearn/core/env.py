@@ -24,6 +24,8 @@ episodes report per-env metrics in `info["episode"]` ({"env_ids": (K,), name: (K
 from __future__ import annotations
 
 import math
+import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -117,6 +119,9 @@ class BatchedEnv(Generic[CfgT]):
     """Reward terms that fire once at termination (kept out of the `nonnegative_reward` clip)."""
     differentiable: ClassVar[bool] = False
     """Whether the hooks are differentiable torch code, so that `step_grad` can keep the graph."""
+    episode_end_hook: Callable[[Tensor], None] | None = None
+    """Called by `step` with the ids of the envs that just finished, before they are reset (evaluation uses it to
+    record an episode's final state: after `step` returns, those envs already hold the next episode's start)."""
 
     def __init__(self, cfg: CfgT, seed: int = 0) -> None:
         self.cfg = cfg
@@ -182,6 +187,8 @@ class BatchedEnv(Generic[CfgT]):
         done_ids = done.nonzero(as_tuple=False).squeeze(-1)
         if done_ids.numel() > 0:
             info.update(self._finish(done_ids, terminated))
+            if self.episode_end_hook is not None:
+                self.episode_end_hook(done_ids)
             self._reset_bookkeeping(done_ids)
             self._reset_idx(done_ids)
             obs = _select(done, self._observe(), obs)
@@ -352,10 +359,15 @@ def _detach_tensors(obj: Any, depth: int) -> None:
 
 
 def _is_plain_object(value: Any) -> bool:
-    """Objects whose attributes may hold simulation state (not modules, functions, configs or primitives)."""
+    """Objects whose attributes may hold simulation state (not modules, functions, configs, renderers or primitives).
+
+    A class opts out with `holds_env_state = False` (renderers: they reference the simulator, which the env's own
+    state_dict already covers, and GL objects).
+    """
     return (
         hasattr(value, "__dict__")
-        and not isinstance(value, (type, torch.nn.Module, torch.Generator))
+        and getattr(type(value), "holds_env_state", True)
+        and not isinstance(value, (type, types.ModuleType, torch.nn.Module, torch.Generator))
         and not callable(value)
         and not isinstance(value, EnvCfg)  # configs are saved as YAML, not state
     )

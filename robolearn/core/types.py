@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -99,6 +100,28 @@ class TaskSpec:
     def obs_dims(self) -> dict[str, int]:
         """Dimension of each observation group."""
         return {g: sum(t.dim for t in terms) for g, terms in self.obs_terms.items()}
+
+
+@dataclass(frozen=True)
+class VizCurve:
+    """One per-step quantity a task wants plotted when it is evaluated (`robolearn eval` → episodes.png).
+
+    A task lists its curves in `viz_curves()`; evaluation samples `fn(env)` every policy step for a few envs, so
+    the plotting code stays generic. `kind`: "line" (a value over time), "step" (a discrete value such as a task
+    stage, drawn as steps), "success" (a flag: the first step it is true is marked in every panel, no panel).
+    """
+
+    name: str
+    unit: str
+    fn: Callable[[Any], Tensor]
+    """env -> (N,) or (N, K) values; K columns are drawn as K lines named by `labels`."""
+    labels: tuple[str, ...] = ()
+    """Names of the K columns (empty for an (N,) curve)."""
+    kind: Literal["line", "step", "success"] = "line"
+    scale: float = 1.0
+    """Plotted value = scale × fn(env) (e.g. 100 to plot metres as cm; `unit` is the plotted unit)."""
+    threshold: float | None = None
+    """A dashed horizontal line in plotted units (e.g. the success height), or None."""
 
 
 def obs_to(obs: Obs, device: torch.device | str) -> Obs:

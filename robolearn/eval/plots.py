@@ -274,3 +274,74 @@ def plot_coverage(
     if title:
         ax.set_title(title, fontsize=12, fontweight="bold")
     return _save(fig, out)
+
+
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def plot_episode_curves(
+    t: np.ndarray,
+    curves: list[Any],
+    values: dict[str, np.ndarray],
+    out: Path,
+    *,
+    lengths_s: np.ndarray | None = None,
+    success_s: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """One panel per task curve (`VizCurve`s: name, unit, labels, kind, threshold) of K recorded episodes.
+
+    `values[name]` is (T, K) or (T, K, C) in plotted units, sampled at `t` (T,); episode k is drawn up to
+    `lengths_s[k]` in colour Ck. `success_s[k]` (NaN: none) marks when episode k succeeded, in every panel.
+    """
+    require("matplotlib", "viz")
+    from matplotlib.lines import Line2D
+
+    t = np.asarray(t, dtype=np.float64)
+    panels = [c for c in curves if c.kind != "success"]
+    if not panels:
+        raise ValueError("no curves to plot")
+    arrays = {}
+    for c in panels:
+        if c.name not in values:
+            raise ValueError(f"no values for curve '{c.name}'")
+        v = np.asarray(values[c.name], dtype=np.float64)
+        v = v[..., None] if v.ndim == 2 else v
+        if v.ndim != 3 or v.shape[0] != len(t):
+            raise ValueError(f"curve '{c.name}' must be (T, K) or (T, K, C) with T={len(t)}, got {v.shape}")
+        arrays[c.name] = v
+    k = next(iter(arrays.values())).shape[1]
+    lengths = np.full(k, np.inf) if lengths_s is None else np.asarray(lengths_s, dtype=np.float64)
+    success = np.full(k, np.nan) if success_s is None else np.asarray(success_s, dtype=np.float64)
+    fig = _new_figure(11.0, 2.1 * len(panels) + 0.9)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, c in zip(axes, panels, strict=True):
+        v = arrays[c.name]
+        for i in range(k):
+            keep = t <= lengths[i] + 1e-9 if np.isfinite(lengths[i]) and lengths[i] > 0 else slice(None)
+            for j in range(v.shape[2]):
+                draw = ax.step if c.kind == "step" else ax.plot
+                kw = {"where": "post"} if c.kind == "step" else {}
+                draw(t[keep], v[keep, i, j], color=f"C{i}", lw=1.5, ls=_LINESTYLES[j % 4], **kw)
+            if np.isfinite(success[i]):
+                ax.axvline(success[i], color=f"C{i}", lw=1.0, ls=":", alpha=0.9)
+        if c.threshold is not None:
+            ax.axhline(c.threshold, color="black", lw=1.0, ls="--", alpha=0.7)
+        if c.labels:  # which line style is which column
+            ax.legend(handles=[Line2D([], [], color="0.3", ls=_LINESTYLES[j % 4], label=lab)
+                               for j, lab in enumerate(c.labels)], loc="upper right", fontsize=7, framealpha=0.85)
+        ax.set_ylabel(f"{c.name}" + (f" [{c.unit}]" if c.unit else ""), fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.margins(x=0)
+    for i in range(k):  # success markers on the top panel
+        if np.isfinite(success[i]):
+            axes[0].plot([success[i]], [1.0], marker="*", ms=11, color=f"C{i}", transform=axes[0].get_xaxis_transform(),
+                         clip_on=False)
+    episodes = [Line2D([], [], color=f"C{i}", lw=1.5,
+                       label=f"episode {i}: success at {success[i]:.2f} s" if np.isfinite(success[i])
+                       else f"episode {i}: no success ({lengths[i]:.2f} s)") for i in range(k)]
+    fig.legend(handles=episodes, loc="outside lower center", ncols=min(k, 4), fontsize=8, frameon=False)
+    axes[-1].set_xlabel("time [s]")
+    if title:
+        fig.suptitle(title, fontsize=12, fontweight="bold")
+    return _save(fig, out)

@@ -399,8 +399,11 @@ def write_frames_video(frames: np.ndarray, out: Path, *, fps: float = 10.0, leng
             img = Image.fromarray(canvas)
             if labels is not None:
                 draw = ImageDraw.Draw(img)
-                for i in range(k):
-                    draw.text((i * (w + 4) + 4, 2), labels[min(t, last[i])][i], fill=(25, 28, 35))
+                for i in range(k):  # on a light box: legible over dark and light scenes
+                    xy, text = (i * (w + 4) + 4, 2), labels[min(t, last[i])][i]
+                    x0, y0, x1, y1 = draw.textbbox(xy, text)
+                    draw.rectangle((x0 - 2, y0 - 1, x1 + 2, y1 + 1), fill=(245, 246, 248))
+                    draw.text(xy, text, fill=(25, 28, 35))
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(img), format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

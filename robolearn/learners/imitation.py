@@ -23,7 +23,6 @@ initial weights from `seed`, then draws its augmentation, dropout and noise from
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -33,10 +32,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from robolearn.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from robolearn.core.config import load_yaml, save_yaml, to_dict
+from robolearn.core.config import load_yaml, parse_sets, save_yaml, to_dict
 from robolearn.core.errors import CheckpointError, ConfigError, RobolearnError
 from robolearn.core.logging import RunLogger, new_run_dir
 from robolearn.core.seeding import preserved_rng, rng_state, seed_everything, set_rng_state
@@ -149,16 +147,8 @@ def make_eval_env(cfg: ImitationRunCfg, num_envs: int, seed: int) -> Any:
     """The task's batched env with the run's `env_set` overrides."""
     from robolearn.envs import registry
 
-    overrides: dict[str, Any] = {"num_envs": num_envs, "device": cfg.device}
-    known = {f.name for f in dataclasses.fields(registry.cfg_class(cfg.task))}
-    for item in cfg.env_set:
-        name, eq, value = item.partition("=")
-        if not eq:
-            raise RobolearnError(f"env_set wants FIELD=VALUE, got '{item}'")
-        if name not in known:
-            raise RobolearnError(f"task '{cfg.task}' has no config field '{name}'; known: {', '.join(sorted(known))}")
-        overrides[name] = yaml.safe_load(value)
-    return registry.make(cfg.task, seed=seed, **overrides)
+    env_cfg = parse_sets(registry.cfg_class(cfg.task)(), cfg.env_set, source=f"env_set (task '{cfg.task}')")
+    return registry.make(cfg.task, env_cfg, seed=seed, num_envs=num_envs, device=cfg.device)
 
 
 @torch.no_grad()

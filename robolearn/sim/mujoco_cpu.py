@@ -209,6 +209,9 @@ class BatchRenderer:
     chosen when mujoco is first imported (see `robolearn.sim.backend.import_mujoco`).
     """
 
+    holds_env_state = False
+    """`BatchedEnv.state_dict` does not walk into a renderer (it only references the backend and GL objects)."""
+
     def __init__(self, backend: MujocoCpuBackend, height: int, width: int, task: str = "render") -> None:
         if not isinstance(backend, MujocoCpuBackend):
             raise RobolearnError(f"{task}: cameras are rendered on the mujoco_cpu backend only (got '{backend.name}')")

@@ -150,6 +150,16 @@ def test_curriculum_moves_envs_up_and_down():
     assert relief == sorted(relief) and relief[0] < relief[3]  # harder rows, higher steps
 
 
+def test_start_level_fixes_every_env_on_one_level():
+    env = make(n=4, terrain="rough", terrain_levels=4, start_level=3, curriculum=False, **CALM)
+    env.reset()
+    assert env.terrain_level.tolist() == [3, 3, 3, 3]
+    origins = env.terrain.origins[3, env.terrain_type]
+    assert (env.base_pos[:, :2] - origins[:, :2]).norm(dim=-1).max() < 1e-4
+    with pytest.raises(ConfigError, match=r"'start_level' must be in 0 … terrain_levels − 1 = 3 \(got 4\)"):
+        make(terrain="rough", terrain_levels=4, start_level=4)
+
+
 def test_randomization_changes_what_it_claims():
     rnd = {"friction": (0.4, 1.2), "payload": (-1.0, 3.0), "motor_strength": (0.8, 1.2), "kp": (0.8, 1.2),
            "kd": (0.5, 1.5)}

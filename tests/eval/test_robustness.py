@@ -33,6 +33,17 @@ def test_sweep_rows_table_and_plot(tmp_path):
     assert png.stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("kind", ["payload", "terrain"])
+def test_quadruped_conditions_refuse_other_tasks(kind):
+    from robolearn.core.errors import RobolearnError
+
+    def make_env(sets=()):
+        return registry.make("quadrotor-hover", num_envs=1)
+
+    with pytest.raises(RobolearnError, match=f"kind '{kind}' needs a quadruped task \\('quadrotor-hover' has no"):
+        disturbance_sweep(make_env, lambda obs: None, SweepCfg(kinds=(kind,)))
+
+
 def test_sweep_refuses_a_task_without_the_interface():
     pytest.importorskip("mujoco")
     with pytest.raises(NotDisturbableError, match="disturbance sweep: task 'arm-reach'"):
@@ -57,3 +68,76 @@ def test_eval_cli_sweep_compares_a_hinf_run_with_the_expert(tmp_path, capsys):
     assert all(len(rows) == 2 for rows in report["tables"].values())  # push and pull
     assert (out / "robustness.png").stat().st_size > 10_000
     assert "| scripted expert | constant pull | 0.300 |" in (out / "robustness.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def quadruped_run(tmp_path_factory):
+    """A tiny PPO run on quadruped-walk (2 iterations, a checkpoint each): the policy does not matter here."""
+    from robolearn.cli.main import main
+    from robolearn.core.errors import MissingExtraError
+    from robolearn.sim.backend import import_mujoco
+
+    try:  # before anything imports mujoco: EGL offscreen rendering on a machine without a display
+        import_mujoco()
+    except MissingExtraError as e:
+        pytest.skip(str(e))
+    run = tmp_path_factory.mktemp("quadruped") / "run"
+    assert main(["train", "--task", "quadruped-walk", "--learner", "ppo", "--run-dir", str(run), "--quiet",
+                 "--iterations", "2", "--checkpoint-every", "1", "--env.num-envs", "4", "--env.episode-length-s",
+                 "0.6", "--no-tensorboard", "--algo.num-steps", "4", "--algo.actor-hidden", "16",
+                 "--algo.critic-hidden", "16", "--algo.num-minibatches", "1"]) == 0
+    return run
+
+
+def test_quadruped_sweep_conditions_table_csv_and_video(quadruped_run, tmp_path, capsys):
+    import csv
+    import json
+
+    av = pytest.importorskip("av")
+    from robolearn.cli.main import main
+
+    out = tmp_path / "sweep"
+    assert main(["eval", str(quadruped_run), "--disturbance-sweep", "--episodes", "2", "--iteration", "1",
+                 "--kinds", "push", "payload", "terrain", "--magnitudes", "0", "1", "--payloads", "0", "3",
+                 "--terrains", "flat", "rough", "--terrain-level", "1", "--push-start", "0.1",
+                 "--set", "episode_length_s=0.5", "--no-plot", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| run (iter_000001) | payload +3.0 kg | – |" in printed
+    assert "| run (iter_000001) | terrain rough, level 1 | – |" in printed
+    with (out / "robustness.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["kind"], r["force_n"], r["payload_kg"], r["terrain"]) for r in rows] == [
+        ("push", "0.0", "", ""), ("push", "60.0", "", ""), ("payload", "0.0", "0.0", ""),
+        ("payload", "0.0", "3.0", ""), ("terrain", "0.0", "", "flat"), ("terrain", "0.0", "", "rough")]
+    # the same starts in every condition: flat terrain (the run's) without a push is the unpushed row
+    assert rows[4]["tracking_error"] == rows[0]["tracking_error"]
+    for r in rows:
+        assert float(r["survival"]) + float(r["fall_rate"]) == pytest.approx(1.0)
+        assert r["tracking_metric"] == "tracking_error" and float(r["tracking_error"]) >= 0
+    report = json.loads((out / "robustness.json").read_text())
+    assert report["env_set"] == ["episode_length_s=0.5"]
+    (rows_json,) = report["tables"].values()
+    assert rows_json[5]["set"] == ["terrain=rough", "start_level=1", "curriculum=false"]
+    assert all(r["episode/length_s"] <= 0.5 + 1e-6 for r in rows_json)
+    assert not (out / "robustness.png").exists()  # --no-plot (the plot is tested above)
+    with av.open(str(out / "robustness.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+    # push from step 5 to 15, then 1 s (50 steps): steps 0 … 65, a frame every 2nd step (25 fps) and the last
+    assert len(frames) == 34 and frames[0].shape == (240, 2 * 320 + 4, 3)
+    red = lambda img: int(((img[..., 0] > 170) & (img[..., 1] < 80) & (img[..., 2] < 80)).sum())  # noqa: E731
+    assert red(frames[5]) > 50 > max(red(frames[0]), red(frames[-1]))  # arrow while pushed (steps 5-14)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--set", "terain=rough"], "error: --set (task 'quadruped-walk'): unknown key 'terain' (did you mean 'terrain'?)"),
+    (["--kinds", "wind"], "error: disturbance sweep: unknown kind 'wind' (choose from push, pull, payload, terrain)"),
+    (["--iteration", "7"], "no checkpoint of iteration 7 (have: 1, 2)"),
+    (["--kinds", "terrain", "--terrains", "lava"], "unknown terrain 'lava'"),
+])
+def test_quadruped_sweep_bad_input_is_one_line(quadruped_run, tmp_path, capsys, extra, message):
+    from robolearn.cli.main import main
+
+    assert main(["eval", str(quadruped_run), "--disturbance-sweep", "--episodes", "1", "--magnitudes", "0",
+                 "--no-video", "--no-plot", "--out", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err

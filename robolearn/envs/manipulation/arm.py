@@ -31,7 +31,7 @@ from torch import Tensor
 from robolearn.core.errors import ConfigError
 from robolearn.core.kinematics import dls_step, hinge_jacobian
 from robolearn.core.math import quat_normalize, quat_to_rotmat
-from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec
+from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec, VizCurve
 from robolearn.envs.manipulation.mujoco_task import MujocoTaskCfg, MujocoTaskEnv
 from robolearn.sim.backend import import_mujoco
 
@@ -91,6 +91,8 @@ class ArmEnv(MujocoTaskEnv[ArmCfg]):
     assets = ASSETS
     scene = "scene_reach.xml"
     camera_names = {"wrist": "wrist", "front": "front"}
+    viz_camera = "front"
+    """MJCF camera of the evaluation video (episodes.mp4)."""
     termination_terms: tuple[str, ...] = ("failure",)
 
     def __init__(self, cfg: ArmCfg, seed: int = 0) -> None:
@@ -326,6 +328,17 @@ class ArmEnv(MujocoTaskEnv[ArmCfg]):
     def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
         return {"success": self.ever_succeeded[done_ids].float(), "failure": self.failed[done_ids].float()}
 
+    def viz_curves(self) -> tuple[VizCurve, ...]:
+        """What `robolearn eval` plots per episode: the task's curves, the gripper opening, success."""
+        return (
+            *self._task_viz_curves(),
+            VizCurve("gripper opening", "cm", lambda env: env.gripper_width, scale=100.0),
+            VizCurve("success", "", lambda env: env.ever_succeeded, kind="success"),
+        )
+
+    def _task_viz_curves(self) -> tuple[VizCurve, ...]:
+        return ()
+
     def expert_action(self, obs: Obs) -> Tensor:
         """The task's scripted expert (ee_delta mode); see `robolearn.envs.manipulation.expert`."""
         from robolearn.envs.manipulation import expert
@@ -401,6 +414,10 @@ class ReachEnv(ArmEnv):
         m = super()._task_metrics(done_ids)
         m["final_pos_error"] = (self.ee_pos[done_ids] - self.goal[done_ids]).norm(dim=-1)
         return m
+
+    def _task_viz_curves(self) -> tuple[VizCurve, ...]:
+        return (VizCurve("TCP to goal", "cm", lambda env: (env.ee_pos - env.goal).norm(dim=-1), scale=100.0,
+                         threshold=100.0 * self.cfg.success_radius),)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -566,6 +583,22 @@ class LiftEnv(ArmEnv):
         m["final_height"] = self.cube_pos[done_ids, 2] - self.cube_half[done_ids]
         return m
 
+    def _object_height(self) -> Tensor:
+        """(N,) how far the object's centre is above its resting height [m]."""
+        rest = self.object_half_height if self.object_half_height else self.cube_half
+        return self.cube_pos[:, 2] - rest
+
+    def _task_viz_curves(self) -> tuple[VizCurve, ...]:
+        return (
+            VizCurve(f"{self.object_name} height", "cm", lambda env: env._object_height(), scale=100.0,
+                     threshold=100.0 * self.cfg.lift_height if type(self) is LiftEnv else None),
+            VizCurve(f"TCP to {self.object_name}", "cm", lambda env: (env.cube_pos - env.ee_pos).norm(dim=-1),
+                     scale=100.0),
+            VizCurve("finger force", "N", lambda env: torch.cat((env.sensor("left_touch"),
+                                                                  env.sensor("right_touch")), -1),
+                     labels=("left pad", "right pad")),
+        )
+
 
 # ---------------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
@@ -643,6 +676,12 @@ class PickPlaceEnv(LiftEnv):
         m["final_place_error"] = (self.cube_pos[done_ids, :2] - self.goal[done_ids, :2]).norm(dim=-1)
         return m
 
+    def _task_viz_curves(self) -> tuple[VizCurve, ...]:
+        to_goal = VizCurve(f"{self.object_name} to goal (horizontal)", "cm",
+                           lambda env: (env.cube_pos[:, :2] - env.goal[:, :2]).norm(dim=-1), scale=100.0,
+                           threshold=100.0 * self.cfg.place_radius)
+        return (*super()._task_viz_curves(), to_goal)
+
 
 # ---------------------------------------------------------------------------------------------------
 HOLE_XY = (0.5, 0.2)
@@ -700,3 +739,9 @@ class PegInsertEnv(PickPlaceEnv):
         m = super()._task_metrics(done_ids)
         m["final_depth"] = HOLE_TOP - (self.cube_pos[done_ids, 2] - self.object_half_height)
         return m
+
+    def _task_viz_curves(self) -> tuple[VizCurve, ...]:
+        depth = VizCurve("insertion depth", "cm",
+                         lambda env: HOLE_TOP - (env.cube_pos[:, 2] - env.object_half_height), scale=100.0,
+                         threshold=100.0 * self.cfg.insert_depth)
+        return (*super()._task_viz_curves(), depth)

@@ -42,7 +42,7 @@ from torch import Tensor
 from robolearn.core.errors import ConfigError
 from robolearn.core.kinematics import dls_step, hinge_jacobian
 from robolearn.core.math import quat_conjugate, quat_from_axis_angle, quat_mul, quat_normalize, quat_to_rotmat
-from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec
+from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec, VizCurve
 from robolearn.envs.manipulation.mujoco_task import MujocoTaskCfg, MujocoTaskEnv
 from robolearn.sim.backend import import_mujoco
 
@@ -119,6 +119,8 @@ class BimanualEnv(MujocoTaskEnv[BimanualCfg]):
     assets = ASSETS
     scene = ""
     camera_names = CAMERAS
+    viz_camera = "top"
+    """MJCF camera of the evaluation video (episodes.mp4)."""
     termination_terms = ("success", "failure")
     objects: tuple[str, ...] = ()
     """MJCF names of the objects' bodies, free joints and geoms (sensors `<name>_pos`, `<name>_quat`)."""
@@ -463,6 +465,24 @@ class BimanualEnv(MujocoTaskEnv[BimanualCfg]):
         return {"success": self.ever_succeeded[done_ids].float(), "failure": self.failed[done_ids].float(),
                 "max_stage": self.max_stage[done_ids]}
 
+    def viz_curves(self) -> tuple[VizCurve, ...]:
+        """What `robolearn eval` plots per episode: ACT's stage, object heights, gripper openings, success."""
+        heights = tuple(
+            VizCurve(f"{name} height", "cm", lambda env, i=i: env.object_pos(i)[:, 2] - env.object_rest_z[i],
+                     scale=100.0)
+            for i, name in enumerate(self.objects)
+        )
+        return (
+            VizCurve("task stage", "", lambda env: env.stage, kind="step"),
+            *heights,
+            *self._task_viz_curves(),
+            VizCurve("gripper opening", "%", lambda env: env.gripper, labels=ARMS, scale=100.0),
+            VizCurve("success", "", lambda env: env.ever_succeeded, kind="success"),
+        )
+
+    def _task_viz_curves(self) -> tuple[VizCurve, ...]:
+        return ()
+
     def _update_stage(self, stage: Tensor, success: Tensor) -> None:
         self.stage = stage
         self.max_stage = torch.maximum(self.max_stage, stage)
@@ -658,4 +678,8 @@ class InsertionEnv(BimanualEnv):
         m = super()._task_metrics(done_ids)
         m["final_depth"] = self.insertion()[0][done_ids]
         return m
+
+    def _task_viz_curves(self) -> tuple[VizCurve, ...]:
+        return (VizCurve("insertion depth", "cm", lambda env: env.insertion()[0], scale=100.0,
+                         threshold=100.0 * self.cfg.insert_depth),)
 

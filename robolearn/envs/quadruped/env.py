@@ -83,6 +83,9 @@ class QuadrupedCfg(EnvCfg):
     the commanded distance (checked when its episode ends)."""
     max_init_level: int = 1
     """Envs start on a level drawn from 0 … this."""
+    start_level: int | None = None
+    """Every env starts on this level (row) instead (evaluation on a fixed difficulty; with curriculum: false it
+    stays there); None: drawn as `max_init_level` says."""
 
     kp: float = 40.0
     """Position-servo stiffness [N·m/rad] (nominal, before randomization)."""
@@ -157,6 +160,9 @@ def _validate(cfg: QuadrupedCfg, task: str) -> None:
         raise ConfigError(f"{task}: config key 'torque_limits' needs 3 positive values (got {cfg.torque_limits})")
     if len(cfg.disturbance_limit) != 6 or not all(math.isfinite(t) and t >= 0 for t in cfg.disturbance_limit):
         raise ConfigError(f"{task}: config key 'disturbance_limit' needs 6 values ≥ 0 (got {cfg.disturbance_limit})")
+    if cfg.start_level is not None and not 0 <= cfg.start_level < cfg.terrain_levels:
+        raise ConfigError(f"{task}: config key 'start_level' must be in 0 … terrain_levels − 1 = "
+                          f"{cfg.terrain_levels - 1} (got {cfg.start_level})")
     if cfg.latency_steps < 0 or cfg.action_history < 1 or cfg.decimation < 1 or cfg.terrain_levels < 1:
         raise ConfigError(f"{task}: latency_steps ≥ 0, action_history ≥ 1, decimation ≥ 1 and terrain_levels ≥ 1 "
                           f"(got {cfg.latency_steps}, {cfg.action_history}, {cfg.decimation}, {cfg.terrain_levels})")
@@ -233,6 +239,8 @@ class QuadrupedEnv(BatchedEnv[QuadrupedCfg]):
         self.terrain_type = torch.arange(n, device=dev) % self.terrain.cols
         self.terrain_level = torch.randint(0, min(cfg.max_init_level, self.terrain.rows - 1) + 1, (n,),
                                            generator=self.rng, device=dev)
+        if cfg.start_level is not None:
+            self.terrain_level.fill_(min(cfg.start_level, self.terrain.rows - 1))
         self.env_origins = self.terrain.origins[self.terrain_level, self.terrain_type].clone()
         # randomized physics, as drawn (critic terms): friction coefficient, payload [kg], strength, kp/kd scale
         self.friction = torch.ones(n, 1, device=dev)
