@@ -3,6 +3,7 @@
 robolearn train --config configs/quadrotor-hover-ppo.yaml --seed 1 --algo.lr 3e-4
 robolearn train --task quadrotor-hover --learner td3 --env.num-envs 256
 robolearn train --resume runs/quadrotor-hover-ppo-20261123-120000      # continue a killed run
+robolearn train --config configs/quadruped-walk-hinf.yaml --init-from runs/quadruped-walk-ppo-...  # warm start
 torchrun --nproc-per-node 2 -m robolearn.cli.main train --config configs/quadrotor-hover-hinf.yaml   # DDP
 
 robolearn train act --dataset demos.zarr --task quadrotor-hover --steps 3000 --policy.chunk-size 10

@@ -269,6 +269,11 @@ class Hinf:
             "cloner": self.cloner.state_dict() if self.cloner is not None and self.warming_up else {},
         }
 
+    def warm_start(self, state: dict) -> list[str]:
+        """Start the actor agent from another PPO or H∞ run (see `PPO.warm_start`); the disturber, λ and the
+        intensity curriculum start fresh."""
+        return self.actor_ppo.warm_start(state)
+
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` saved."""
         self.actor_ppo.load_state_dict({**state["actor_ppo"], "actor": state["actor"]})

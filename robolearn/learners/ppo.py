@@ -259,6 +259,25 @@ class PPO:
             "obs": dict(self.obs),
         }
 
+    def warm_start(self, state: dict) -> list[str]:
+        """Start from another run's learner state (PPO's, or H∞'s actor agent): the actor and its action std,
+        and the critic when its observation and layers have the same shapes. Optimizer and counters stay fresh."""
+        state = {**state.get("actor_ppo", {}), **state}  # an H∞ state keeps the actor agent's rest there
+        self.actor.load_state_dict(state["actor"])
+        loaded = ["actor"]
+        if "log_std" in state and state["log_std"].shape == self.log_std.shape:
+            with torch.no_grad():
+                self.log_std.copy_(state["log_std"])
+            loaded.append("action std")
+        critic, norm = state.get("critic", {}), state.get("critic_norm", {})
+        mine = {**self.critic.state_dict(), **{f"norm.{k}": v for k, v in self.critic_norm.state_dict().items()}}
+        theirs = {**critic, **{f"norm.{k}": v for k, v in norm.items()}}
+        if mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape for k in mine):
+            self.critic.load_state_dict(critic)
+            self.critic_norm.load_state_dict(norm)
+            loaded.append("critic")
+        return loaded
+
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` saved."""
         self.actor.load_state_dict(state["actor"])

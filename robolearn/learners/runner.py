@@ -75,6 +75,11 @@ class RunCfg:
     fights MuJoCo's thread pool (~10x slower on 2 cores)."""
     extra: dict[str, str] = field(default_factory=dict)
     """Free-form notes saved with the run (e.g. operator, hardware)."""
+    init_from: str = ""
+    """Warm start: a run directory (its latest checkpoint) or a checkpoint file of another run on the same task.
+    Its actor (weights and observation normalizer) starts this run; PPO and H∞ also take its action std and,
+    when the shapes match, its critic. Optimizers, counters, curricula and the env start fresh: e.g. fine-tune
+    a walking policy against a disturber. Ignored by `--resume`, which continues from this run's own state."""
 
 
 def criterion_met(cfg: RunCfg, evaluation: dict[str, float]) -> bool:
@@ -117,6 +122,30 @@ def load_run_cfg_file(path: str | Path) -> RunCfg:
     return load_run_cfg(load_yaml(path), str(path))
 
 
+def warm_start(learner: Any, source: str | Path, task: str) -> list[str]:
+    """Load `source`'s (run directory or checkpoint) actor, and what else the learner takes, into `learner`.
+
+    Returns the names of the loaded parts. Learners with a `warm_start(state) -> list[str]` method choose what
+    they take from the source learner's state; the others take the actor.
+    """
+    path = Path(source)
+    ckpt = latest_checkpoint(path / "checkpoints") if path.is_dir() else path
+    if ckpt is None or not ckpt.is_file():
+        raise ConfigError(f"init_from: {source} is neither a checkpoint file nor a run directory with checkpoints")
+    state, meta = load_checkpoint(ckpt)
+    if meta.get("task") != task:
+        raise ConfigError(f"init_from: {ckpt} was trained on '{meta.get('task')}', this run is '{task}'")
+    try:
+        if hasattr(learner, "warm_start"):
+            return learner.warm_start(state["learner"])
+        learner.policy().load_state_dict(state["learner"]["actor"])
+        return ["actor"]
+    except (KeyError, RuntimeError) as e:  # a missing part or a size mismatch, named on one line
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
+        raise ConfigError(f"init_from: {ckpt} does not fit this run's {type(learner).__name__}: {detail}") from None
+
+
 class Trainer:
     """Builds env + learner from a RunCfg and runs the loop; `resume` continues a killed run exactly."""
 
@@ -143,6 +172,7 @@ class Trainer:
             seed_everything(cfg.seed + 1000 * self.rank)  # each rank its own action noise and minibatches
         self.iteration = 0
         self.elapsed_s = 0.0
+        self.warm_started: list[str] = []
         self.history: list[dict[str, float]] = []
         self.quiet = quiet
         if run_dir is None and self.rank == 0:
@@ -155,6 +185,10 @@ class Trainer:
             run_dir = Path(shared[0])
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.init_from and not resuming:
+            self.warm_started = warm_start(self.learner, cfg.init_from, cfg.task)  # same file on every rank
+            if not quiet and self.rank == 0:
+                print(f"warm start from {cfg.init_from}: {', '.join(self.warm_started)}")
         if not resuming and self.rank == 0:
             save_yaml(cfg, self.run_dir / "config.yaml")
 
@@ -271,6 +305,7 @@ class Trainer:
             "env_steps": self.iteration * per_iter,
             "elapsed_s": round(self.elapsed_s, 3),
             "stop_reason": stop_reason,
+            **({"init_from": cfg.init_from} if cfg.init_from else {}),
             **last_eval,
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

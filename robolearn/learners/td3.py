@@ -298,6 +298,12 @@ class TD3:
             return {}
         return {k: torch.stack([step[k] for step in self.pending]) for k in self.pending[0]}
 
+    def warm_start(self, state: dict) -> list[str]:
+        """Start from another run's actor (any learner's); the critics, buffer and optimizers start fresh."""
+        self.actor.load_state_dict(state["actor"])
+        self.actor_target.load_state_dict(state["actor"])
+        return ["actor"]
+
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` saved."""
         self.actor.load_state_dict(state["actor"])

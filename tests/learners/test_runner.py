@@ -116,3 +116,46 @@ def test_quadruped_train_time_bench_reports_the_criterion():
     assert out["met"] and out["iterations"] == 1 and out["num_envs"] == 4
     assert out["tracking_error"] <= 100 and 0.0 <= out["fall_rate"] <= 1.0
     assert out["criterion"] == {"tracking_error": 100.0, "terminated": 1.0}
+
+
+@pytest.mark.parametrize("learner", ["ppo", "td3"])
+def test_init_from_warm_starts_the_actor_and_nothing_else(learner, tmp_path):
+    source = Trainer(run_cfg(learner, tmp_path / "src"), quiet=True)
+    source.train()
+    trained = {k: v.clone() for k, v in source.learner.policy().state_dict().items()}
+
+    warm = Trainer(run_cfg(learner, tmp_path / "dst", init_from=str(source.run_dir)), quiet=True)
+    assert warm.warm_started[0] == "actor"
+    for k, v in warm.learner.policy().state_dict().items():
+        assert torch.equal(v, trained[k]), k
+    if learner == "ppo":
+        assert warm.warm_started == ["actor", "action std", "critic"]
+        assert torch.equal(warm.learner.log_std, source.learner.log_std)
+        assert warm.learner.env_steps == 0  # counters and optimizer start fresh
+    else:
+        assert warm.warm_started == ["actor"]
+        assert warm.learner.replay.size == 0
+    assert warm.iteration == 0
+    summary = warm.train()
+    assert summary["init_from"] == str(source.run_dir) and summary["iterations"] == 6
+
+
+def test_init_from_hinf_takes_a_ppo_actor_and_bad_sources_fail_in_one_line(tmp_path):
+    source = Trainer(run_cfg("ppo", tmp_path / "src"), quiet=True)
+    source.train()
+    ckpt = sorted((source.run_dir / "checkpoints").glob("*.safetensors"))[-1]
+    hinf = {"actor": SMALL["ppo"], "disturber_ppo": {"actor_hidden": [8], "critic_hidden": [8]}}
+    cfg = dataclasses.asdict(run_cfg("ppo", tmp_path / "h"))
+    cfg = load_run_cfg({**cfg, "learner": "hinf", "algo": hinf, "env": {"num_envs": 16}, "init_from": str(ckpt)}, "t")
+    warm = Trainer(cfg, quiet=True)
+    assert warm.warm_started == ["actor", "action std", "critic"]
+    theirs = source.learner.policy().state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in warm.learner.policy().state_dict().items())
+
+    with pytest.raises(ConfigError, match="init_from: .* neither a checkpoint"):
+        Trainer(run_cfg("ppo", tmp_path / "x", init_from=str(tmp_path / "missing")), quiet=True)
+    wider = {**SMALL["ppo"], "actor_hidden": [8]}
+    with pytest.raises(ConfigError, match="does not fit this run's PPO: size mismatch for mlp"):
+        Trainer(run_cfg("ppo", tmp_path / "y", algo=wider, init_from=str(ckpt)), quiet=True)
+    with pytest.raises(ConfigError, match="trained on 'quadrotor-hover', this run is 'quadrotor-track'"):
+        Trainer(run_cfg("ppo", tmp_path / "z", task="quadrotor-track", init_from=str(ckpt)), quiet=True)
