@@ -270,8 +270,10 @@ class Hinf:
         }
 
     def warm_start(self, state: dict) -> list[str]:
-        """Start the actor agent from another PPO or H∞ run (see `PPO.warm_start`); the disturber, λ and the
-        intensity curriculum start fresh."""
+        """Start the actor agent from another PPO or H∞ run (see `PPO.warm_start`).
+
+        The disturber, λ and the intensity curriculum start fresh.
+        """
         return self.actor_ppo.warm_start(state)
 
     def load_state_dict(self, state: dict) -> None:

@@ -260,8 +260,11 @@ class PPO:
         }
 
     def warm_start(self, state: dict) -> list[str]:
-        """Start from another run's learner state (PPO's, or H∞'s actor agent): the actor and its action std,
-        and the critic when its observation and layers have the same shapes. Optimizer and counters stay fresh."""
+        """Start from another run's learner state (PPO's, or H∞'s actor agent).
+
+        Takes the actor and its action std, and the critic when its observation and layers have the same
+        shapes. Optimizer and counters stay fresh.
+        """
         state = {**state.get("actor_ppo", {}), **state}  # an H∞ state keeps the actor agent's rest there
         self.actor.load_state_dict(state["actor"])
         loaded = ["actor"]
