@@ -230,18 +230,22 @@ def run_sweep(args: argparse.Namespace) -> int:
     tables: dict[str, list[dict]] = {}
     makers: dict[str, tuple] = {}
     task = None
-    for source in [args.path, *args.compare]:
+    sources = [args.path, *args.compare]
+    if len(set(sources)) < len(sources):
+        raise RobolearnError(f"--disturbance-sweep: a policy is named twice in {sources}")
+    labels = _sweep_labels(sources)
+    for source in sources:
         if source.startswith("expert:"):
             if source == args.path and args.iteration is not None:
                 raise RobolearnError("--iteration is for run directories (an expert has one policy)")
             src_task, env_cfg = source.split(":", 1)[1], None
             env_cfg = registry.cfg_class(src_task)()
-            label = "scripted expert"
+            label = labels[source]
             expert = True
         else:
             ckpt = _checkpoint_arg(args, Path(source)) if source == args.path else None
             cfg, actor, ckpt = load_policy(source, ckpt)
-            src_task, env_cfg, label, expert = cfg.task, cfg.env, Path(source).name, False
+            src_task, env_cfg, label, expert = cfg.task, cfg.env, labels[source], False
             if source == args.path and args.iteration is not None:
                 label = f"{label} ({ckpt.stem})"
         if task is not None and src_task != task:
@@ -336,6 +340,28 @@ def _visualize_coverage(traj: dict[str, torch.Tensor], out: Path, title: str, pl
         files["video"] = write_frames_video(traj["frame"].numpy(), out / "episodes.mp4", fps=fps, lengths=steps,
                                             labels=labels)
     return files
+
+
+def _sweep_labels(sources: list[str]) -> dict[str, str]:
+    """Row labels of the sweep's policies: the run directories' names.
+
+    With as many parent directories as it takes to tell runs of the same name apart (runs/a/none vs
+    runs/b/none → a/none, b/none).
+    """
+
+    def label(source: str, depth: int) -> str:
+        if source.startswith("expert:"):
+            return "scripted expert" if depth == 1 else source
+        parts = Path(source).resolve().parts
+        return "/".join(parts[-depth:])
+
+    depth = 1
+    while depth < 64:
+        labels = {s: label(s, depth) for s in sources}
+        if len(set(labels.values())) == len(sources):
+            return labels
+        depth += 1
+    return {s: s for s in sources}
 
 
 def _checkpoint_arg(args: argparse.Namespace, path: Path) -> Path | None:

@@ -141,3 +141,12 @@ def test_quadruped_sweep_bad_input_is_one_line(quadruped_run, tmp_path, capsys, 
                  "--no-video", "--no-plot", "--out", str(tmp_path), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err
+
+
+def test_sweep_labels_tell_runs_of_the_same_name_apart(tmp_path):
+    from robolearn.cli.evaluate import _sweep_labels
+
+    a, b, c = str(tmp_path / "q6" / "none"), str(tmp_path / "q7" / "none"), str(tmp_path / "q7" / "learned")
+    assert _sweep_labels([c, "expert:quadruped-walk"]) == {c: "learned", "expert:quadruped-walk": "scripted expert"}
+    labels = _sweep_labels([c, a, b])
+    assert labels == {c: "q7/learned", a: "q6/none", b: "q7/none"}  # before: both "none", one table lost
