@@ -1,0 +1,96 @@
+"""Batched RGB and depth cameras for the `mjwarp` backend, through MuJoCo Warp's ray-traced renderer.
+
+`WarpRenderer` has `BatchRenderer`'s interface (robolearn/sim/mujoco_cpu.py) but renders every world in one kernel
+launch (`mujoco_warp.render`) from the state already on the device, and hands the images to torch as views of the
+render buffers (`wp.to_torch`): no per-env Python loop and no host round trip on CUDA.
+
+One MuJoCo Warp `RenderContext` per camera, built on first use (its scene BVH over all worlds' geoms included) and
+refit before every render (`mujoco_warp.refit_bvh`), since the geoms move between renders. It reads the per-world
+model rows, so randomized geom sizes (`set_params(..., "geom_size", ...)`) show in the images; per-world colours
+(`geom_rgba`, `mat_rgba`) would too, but robolearn does not randomize colours on either backend.
+
+What differs from MuJoCo's OpenGL images (`BatchRenderer`): the colours are ray-traced Lambert + Blinn-Phong from
+the model's lights and headlight, which OpenGL's fixed-function lighting does not reproduce exactly (light falloff,
+specular and ambient sums differ by a few to tens of 8-bit levels; a brightly lit surface saturates sooner), there
+are no shadows, reflections, skybox, fog or haze (all off in `BatchRenderer` too), sites, tendons and other
+decor are not drawn (only geoms, flexes), and each pixel is one ray through its centre (no anti-aliasing), so edges
+are hard. Depth is planar (distance along the optical axis) in metres as MuJoCo's; pixels that hit nothing are set
+to the far plane (`vis.map.zfar × stat.extent`), as MuJoCo's depth buffer reads there. Geometry matches: the same
+camera poses, intrinsics (perspective or orthographic) and geom shapes, so depth and object masks agree with
+`BatchRenderer` up to edge pixels (see tests/sim/test_warp_render.py).
+
+On warp's CPU device the render kernels run too (slowly); the first render compiles them (seconds, cached in
+~/.cache/warp).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from robolearn.core.errors import RobolearnError
+
+
+class WarpRenderer:
+    """RGB (and depth) images of every world from one named camera, ray traced by MuJoCo Warp (module docstring)."""
+
+    holds_env_state = False
+    """`BatchedEnv.state_dict` does not walk into a renderer (it references the backend and render buffers)."""
+
+    def __init__(self, backend: Any, height: int, width: int, task: str = "render") -> None:
+        from robolearn.sim.mjwarp import MjWarpBackend
+
+        if not isinstance(backend, MjWarpBackend):
+            raise RobolearnError(f"{task}: WarpRenderer renders the mjwarp backend only (got '{backend.name}'); "
+                                 "use BatchRenderer for mujoco_cpu")
+        if height < 1 or width < 1:
+            raise RobolearnError(f"{task}: image size must be positive (got {height}x{width})")
+        self.sim, self.height, self.width, self.task = backend, height, width, task
+        self._wp, self._mjw = backend._wp, backend._mjw
+        self._contexts: dict[str, Any] = {}
+        model = backend.model
+        self.cameras = [model.camera(i).name for i in range(model.ncam)]
+        # pixels that hit nothing read the far plane, as MuJoCo's OpenGL depth buffer does
+        self.zfar = float(model.vis.map.zfar * model.stat.extent)
+
+    def _context(self, camera: str) -> Any:
+        """The render context of `camera` (built once: rays, textures, scene BVH over all worlds)."""
+        rc = self._contexts.get(camera)
+        if rc is None:
+            if camera not in self.cameras:
+                raise RobolearnError(f"{self.task}: no camera '{camera}' in the model "
+                                     f"(cameras: {', '.join(self.cameras) or 'none'})")
+            with self._wp.ScopedDevice(self.sim.wp_device):
+                rc = self._mjw.create_render_context(
+                    self.sim.model, nworld=self.sim.num_envs, cam_res=(self.width, self.height),
+                    render_rgb=True, render_depth=True, render_seg=False, cam_active=[camera],
+                    use_shadows=False, render_skybox=False)
+            self._contexts[camera] = rc
+        return rc
+
+    def render(self, camera: str, depth: bool = False, env_ids: Tensor | list[int] | None = None
+               ) -> tuple[Tensor, Tensor | None]:
+        """(K, H, W, 3) uint8 RGB and, with `depth`, (K, H, W) float32 depth [m] from `camera`.
+
+        Rendered in worlds `env_ids` (default: every world). The kernel always traces every world; `env_ids`
+        selects from the result.
+        """
+        rc = self._context(camera)
+        sim, wp, mjw = self.sim, self._wp, self._mjw
+        with wp.ScopedDevice(sim.wp_device):
+            mjw.refit_bvh(sim.m, sim.d, rc)  # geoms moved since the last render
+            mjw.render(sim.m, sim.d, rc)
+        n, h, w = sim.num_envs, self.height, self.width
+        # (N, H*W) uint32 0xAARRGGBB -> bytes (B, G, R, A) in memory order -> (N, H, W, 3) RGB
+        packed = wp.to_torch(rc.rgb_data)
+        rgb = packed.view(torch.uint8).reshape(n, h, w, 4)[..., :3].flip(-1)
+        dep = None
+        if depth:
+            dep = wp.to_torch(rc.depth_data).reshape(n, h, w)
+            dep = torch.where(dep > 0, dep, torch.full_like(dep, self.zfar))  # a new tensor: the buffer is reused
+        if env_ids is not None:
+            ids = torch.as_tensor(env_ids, dtype=torch.long, device=rgb.device)
+            rgb, dep = rgb[ids], None if dep is None else dep[ids]
+        return rgb.contiguous(), dep
