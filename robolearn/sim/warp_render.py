@@ -9,15 +9,20 @@ refit before every render (`mujoco_warp.refit_bvh`), since the geoms move betwee
 model rows, so randomized geom sizes (`set_params(..., "geom_size", ...)`) show in the images; per-world colours
 (`geom_rgba`, `mat_rgba`) would too, but robolearn does not randomize colours on either backend.
 
-What differs from MuJoCo's OpenGL images (`BatchRenderer`): the colours are ray-traced Lambert + Blinn-Phong from
-the model's lights and headlight, which OpenGL's fixed-function lighting does not reproduce exactly (light falloff,
-specular and ambient sums differ by a few to tens of 8-bit levels; a brightly lit surface saturates sooner), there
-are no shadows, reflections, skybox, fog or haze (all off in `BatchRenderer` too), sites, tendons and other
-decor are not drawn (only geoms, flexes), and each pixel is one ray through its centre (no anti-aliasing), so edges
-are hard. Depth is planar (distance along the optical axis) in metres as MuJoCo's; pixels that hit nothing are set
-to the far plane (`vis.map.zfar × stat.extent`), as MuJoCo's depth buffer reads there. Geometry matches: the same
-camera poses, intrinsics (perspective or orthographic) and geom shapes, so depth and object masks agree with
-`BatchRenderer` up to edge pixels (see tests/sim/test_warp_render.py).
+What differs from MuJoCo's OpenGL images (`BatchRenderer`): colours are ray traced per pixel (Lambert + Blinn-Phong
+from the model's lights and headlight) instead of OpenGL's fixed-function lighting. On untextured materials the two
+agree within a few 8-bit levels (arm-lift cameras, Push-T: mean |Δ| ~2 of 255). Textured surfaces lit by the
+headlight come out brighter: the bimanual tasks' checkered table under the top camera averages ~150 instead of ~115
+(measured 2026-12-07; without the headlight, or without the texture, the two agree within ~4 levels again; zeroing
+only the headlight's specular or only its diffuse term halves the gap, so the cause is in how the texture combines
+with the headlight's terms, not pinned down further). There are no shadows,
+reflections, skybox, fog or haze (all off in `BatchRenderer` too); sites, tendons and other decor are not drawn
+(only geoms and flexes: arm-lift's wrist view lacks the red TCP site); each pixel is one ray through its centre (no
+anti-aliasing), so edges are hard and features thinner than a pixel can drop out (Push-T's 4 mm walls at 96 px).
+Depth is planar (distance along the optical axis) in metres as MuJoCo's; pixels that hit nothing read the far plane
+(`vis.map.zfar × stat.extent`), as MuJoCo's depth buffer does. Geometry matches: the same camera poses, intrinsics
+(perspective or orthographic) and geom shapes, so depth and object masks agree with `BatchRenderer` up to edge
+pixels (tests/sim/test_warp_render.py).
 
 On warp's CPU device the render kernels run too (slowly); the first render compiles them (seconds, cached in
 ~/.cache/warp).
