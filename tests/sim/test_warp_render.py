@@ -26,9 +26,9 @@ def _need_warp() -> None:
 
 def _move_cube(env, env_id: int, pos) -> None:
     """Teleport env `env_id`'s cube to `pos` (world frame), at rest, on the backend directly (no physics step)."""
-    ids = torch.tensor([env_id])
+    ids = torch.tensor([env_id], device=env.sim.device)
     qpos, qvel = env.sim.qpos[ids].clone(), env.sim.qvel[ids].clone()
-    qpos[0, env.cube_qpos : env.cube_qpos + 3] = torch.tensor(pos)
+    qpos[0, env.cube_qpos : env.cube_qpos + 3] = torch.tensor(pos, device=qpos.device)
     env.sim.reset_idx(ids, qpos, qvel, env.sim.ctrl[ids].clone())
 
 
@@ -139,3 +139,18 @@ def test_pusht_top_camera_on_mjwarp():
     assert _iou(grey_block(warp), grey_block(cpu)) > 0.8
     frames = envs["mjwarp"].render([1], size=(64, 80))
     assert frames.shape == (1, 64, 80, 3) and frames.float().std() > 10
+    assert not [k for k in envs["mjwarp"].state_dict() if "render" in k]  # renderers hold no env state
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_warp_camera_on_cuda_stays_on_the_gpu():
+    """On CUDA the images come back as CUDA tensors (no host copy) and show the scene (not run on the CPU machine)."""
+    _need_warp()
+    env = registry.make("arm-lift", num_envs=2, seed=0, backend="mjwarp", device="cuda", cameras=("front",),
+                        depth=True, image_size=SIZE)
+    obs = env.reset()["policy"]
+    rgb, dep = obs["rgb_front"], obs["depth_front"]
+    assert rgb.is_cuda and dep.is_cuda and rgb.shape == (2, *SIZE, 3) and rgb.dtype == torch.uint8
+    assert rgb.float().std() > 20 and torch.isfinite(dep).all()
+    assert 0.3 < dep[dep < env._renderer.zfar].median() < 3.0
