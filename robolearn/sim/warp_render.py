@@ -54,16 +54,17 @@ class WarpRenderer:
             raise RobolearnError(f"{task}: image size must be positive (got {height}x{width})")
         self.sim, self.height, self.width, self.task = backend, height, width, task
         self._wp, self._mjw = backend._wp, backend._mjw
-        self._contexts: dict[str, Any] = {}
+        self._contexts: dict[str, tuple[Any, Tensor, Tensor]] = {}
+        """camera -> (render context, its RGB buffer and depth buffer as torch views)"""
         model = backend.model
         self.cameras = [model.camera(i).name for i in range(model.ncam)]
         # pixels that hit nothing read the far plane, as MuJoCo's OpenGL depth buffer does
         self.zfar = float(model.vis.map.zfar * model.stat.extent)
 
-    def _context(self, camera: str) -> Any:
-        """The render context of `camera` (built once: rays, textures, scene BVH over all worlds)."""
-        rc = self._contexts.get(camera)
-        if rc is None:
+    def _context(self, camera: str) -> tuple[Any, Tensor, Tensor]:
+        """The render context of `camera` (built once: rays, textures, scene BVH over all worlds) and its buffers."""
+        ctx = self._contexts.get(camera)
+        if ctx is None:
             if camera not in self.cameras:
                 raise RobolearnError(f"{self.task}: no camera '{camera}' in the model "
                                      f"(cameras: {', '.join(self.cameras) or 'none'})")
@@ -72,8 +73,9 @@ class WarpRenderer:
                     self.sim.model, nworld=self.sim.num_envs, cam_res=(self.width, self.height),
                     render_rgb=True, render_depth=True, render_seg=False, cam_active=[camera],
                     use_shadows=False, render_skybox=False)
-            self._contexts[camera] = rc
-        return rc
+            # (N, H*W) uint32 0xAARRGGBB and (N, H*W) float32 planar depth (0 where nothing was hit)
+            ctx = self._contexts[camera] = (rc, self._wp.to_torch(rc.rgb_data), self._wp.to_torch(rc.depth_data))
+        return ctx
 
     def render(self, camera: str, depth: bool = False, env_ids: Tensor | list[int] | None = None
                ) -> tuple[Tensor, Tensor | None]:
@@ -82,20 +84,19 @@ class WarpRenderer:
         Rendered in worlds `env_ids` (default: every world). The kernel always traces every world; `env_ids`
         selects from the result.
         """
-        rc = self._context(camera)
+        rc, packed, depth_buf = self._context(camera)
         sim, wp, mjw = self.sim, self._wp, self._mjw
         with wp.ScopedDevice(sim.wp_device):
             mjw.refit_bvh(sim.m, sim.d, rc)  # geoms moved since the last render
             mjw.render(sim.m, sim.d, rc)
         n, h, w = sim.num_envs, self.height, self.width
-        # (N, H*W) uint32 0xAARRGGBB -> bytes (B, G, R, A) in memory order -> (N, H, W, 3) RGB
-        packed = wp.to_torch(rc.rgb_data)
+        # uint32 0xAARRGGBB -> bytes (B, G, R, A) in (little-endian) memory -> (N, H, W, 3) RGB; flip copies the buffer
         rgb = packed.view(torch.uint8).reshape(n, h, w, 4)[..., :3].flip(-1)
         dep = None
         if depth:
-            dep = wp.to_torch(rc.depth_data).reshape(n, h, w)
-            dep = torch.where(dep > 0, dep, torch.full_like(dep, self.zfar))  # a new tensor: the buffer is reused
+            dep = depth_buf.reshape(n, h, w)
+            dep = torch.where(dep > 0, dep, self.zfar)  # a new tensor: the buffer is reused by the next render
         if env_ids is not None:
             ids = torch.as_tensor(env_ids, dtype=torch.long, device=rgb.device)
             rgb, dep = rgb[ids], None if dep is None else dep[ids]
-        return rgb.contiguous(), dep
+        return rgb, dep
