@@ -158,6 +158,24 @@ def make_backend(
     raise ConfigError(f"{task}: unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
 
 
+def make_renderer(sim: Backend, height: int, width: int, task: str) -> Any:
+    """The camera renderer that matches backend `sim` (`height` × `width` images).
+
+    mujoco_cpu: MuJoCo's offscreen OpenGL (`BatchRenderer`, env by env); mjwarp: MuJoCo Warp's batched ray tracer
+    (`WarpRenderer`, all worlds in one launch). Both give `render(camera, depth=False, env_ids=None)` ->
+    ((K, H, W, 3) uint8 RGB, (K, H, W) float32 depth [m] or None).
+    """
+    if sim.name == "mujoco_cpu":
+        from robolearn.sim.mujoco_cpu import BatchRenderer
+
+        return BatchRenderer(sim, height, width, task)  # type: ignore[arg-type]
+    if sim.name == "mjwarp":
+        from robolearn.sim.warp_render import WarpRenderer
+
+        return WarpRenderer(sim, height, width, task)
+    raise RobolearnError(f"{task}: no camera renderer for backend '{sim.name}' ({', '.join(BACKENDS)} have one)")
+
+
 def check_params(field: str, ids: list[int], scale: Tensor, k: int, task: str = "backend") -> None:
     """Validate a `set_params` call (shared by the backends)."""
     if field not in RANDOMIZABLE:

@@ -7,7 +7,8 @@ run compiled for the CPU — slowly, and the first use compiles every kernel (mi
 
 State, controls, sensors and the randomizable model fields are `wp.to_torch` views of the warp arrays, so reads
 and writes go straight to simulator memory. Model fields that are randomized per env are allocated with one row
-per world (`put_model(batch_sizes=...)`).
+per world (`put_model(batch_sizes=...)`). Cameras of this backend are ray traced by MuJoCo Warp's renderer
+(`robolearn/sim/warp_render.py`, `WarpRenderer`).
 """
 
 from __future__ import annotations

@@ -214,9 +214,14 @@ class BatchRenderer:
 
     def __init__(self, backend: MujocoCpuBackend, height: int, width: int, task: str = "render") -> None:
         if not isinstance(backend, MujocoCpuBackend):
-            raise RobolearnError(f"{task}: cameras are rendered on the mujoco_cpu backend only (got '{backend.name}')")
+            raise RobolearnError(f"{task}: BatchRenderer renders the mujoco_cpu backend only (got '{backend.name}'); "
+                                 "use WarpRenderer for mjwarp (robolearn.sim.backend.make_renderer picks)")
         self._mj = mujoco = require("mujoco", "sim")
         self.sim, self.height, self.width, self.task = backend, height, width, task
+        model = backend.render_model
+        self.cameras = [model.camera(i).name for i in range(model.ncam)]
+        vis = model.vis.global_  # the offscreen buffer must fit the images
+        vis.offheight, vis.offwidth = max(vis.offheight, height), max(vis.offwidth, width)
         try:
             self.rgb = mujoco.Renderer(backend.render_model, height, width)
             self.depth = mujoco.Renderer(backend.render_model, height, width)
@@ -236,6 +241,9 @@ class BatchRenderer:
 
         Rendered in envs `env_ids` (default: every env).
         """
+        if camera not in self.cameras:
+            raise RobolearnError(f"{self.task}: no camera '{camera}' in the model "
+                                 f"(cameras: {', '.join(self.cameras) or 'none'})")
         ids = range(self.sim.num_envs) if env_ids is None else [int(i) for i in env_ids]
         n, h, w = len(ids), self.height, self.width
         rgb = np.empty((n, h, w, 3), dtype=np.uint8)

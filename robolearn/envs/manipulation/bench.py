@@ -120,33 +120,39 @@ class _RawMujoco:
 
 
 def render(args: list[str]) -> dict:
-    """Camera frames/s (RGB) of the arm-lift wrist camera on the CPU backend at 84×84 and 224×224."""
+    """Camera frames/s (RGB) of the arm-lift wrist camera at 84×84 and 224×224, on either backend's renderer.
+
+    mujoco_cpu: MuJoCo's offscreen OpenGL, env by env; mjwarp: MuJoCo Warp's ray tracer, all envs in one launch (on
+    CUDA, or on warp's CPU device with `--device cpu`). A frame is one env's image; timed after one warm-up render.
+    """
     ap = argparse.ArgumentParser(prog="robolearn bench render", description=render.__doc__)
+    ap.add_argument("--backend", default="mujoco_cpu", choices=["mujoco_cpu", "mjwarp"])
+    ap.add_argument("--device", default="cpu", help="torch/warp device of the mjwarp backend (cpu or cuda)")
     ap.add_argument("--num-envs", type=int, default=16)
     ap.add_argument("--frames", type=int, default=400, help="frames per size (rounded to whole batches)")
     ap.add_argument("--camera", default="wrist", choices=["wrist", "front"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[84, 224])
     opt = ap.parse_args(args)
-    from robolearn.sim.mujoco_cpu import BatchRenderer
+    from robolearn.sim.backend import make_renderer
 
-    env = registry.make("arm-lift", num_envs=opt.num_envs, seed=0)
+    env = registry.make("arm-lift", num_envs=opt.num_envs, seed=0, backend=opt.backend, device=opt.device)
     env.reset()
     by_size: dict[str, float] = {}
     for size in opt.sizes:
-        vis = env.sim.render_model.vis.global_
-        vis.offwidth, vis.offheight = max(vis.offwidth, size), max(vis.offheight, size)
-        renderer = BatchRenderer(env.sim, size, size, "render")
-        renderer.render(opt.camera)  # warm up (GL context, textures)
+        renderer = make_renderer(env.sim, size, size, "render")
+        renderer.render(opt.camera)  # warm up (GL context and textures; warp: kernel compile or load, BVH build)
         rounds = max(1, opt.frames // opt.num_envs)
+        _sync(env.device)
         start = time.perf_counter()
         for _ in range(rounds):
             rgb, _ = renderer.render(opt.camera)
+        _sync(env.device)
         elapsed = time.perf_counter() - start
         assert rgb.float().std() > 0
         by_size[f"{size}x{size}"] = rounds * opt.num_envs / elapsed
     first = f"{opt.sizes[0]}x{opt.sizes[0]}"
-    return {"backend": "mujoco_cpu", "camera": opt.camera, "num_envs": opt.num_envs, "frames_per_s": by_size[first],
-            "frames_per_s_by_size": by_size}
+    return {"backend": opt.backend, "device": str(env.device), "camera": opt.camera, "num_envs": opt.num_envs,
+            "frames_per_s": by_size[first], "frames_per_s_by_size": by_size}
 
 
 def expert_success(args: list[str]) -> dict:

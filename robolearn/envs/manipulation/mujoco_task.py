@@ -18,7 +18,7 @@ from torch import Tensor
 
 from robolearn.core.env import BatchedEnv, CfgT, EnvCfg
 from robolearn.core.errors import ConfigError
-from robolearn.sim.backend import Backend, load_model, make_backend
+from robolearn.sim.backend import Backend, load_model, make_backend, make_renderer
 
 
 @dataclass(kw_only=True)
@@ -112,14 +112,10 @@ class MujocoTaskEnv(BatchedEnv[CfgT]):
 
     def render_camera(self, camera: str, depth: bool = False) -> tuple[Tensor, Tensor | None]:
         """(N, H, W, 3) uint8 RGB (and (N, H, W) depth [m]) of every env from `camera` at `cfg.image_size`."""
-        if self._renderer is None:
-            from robolearn.sim.mujoco_cpu import BatchRenderer
-
-            h, w = self.cfg.image_size
-            vis = self.sim.render_model.vis.global_ if hasattr(self.sim, "render_model") else None
-            if vis is not None:
-                vis.offheight, vis.offwidth = max(vis.offheight, h), max(vis.offwidth, w)
-            self._renderer = BatchRenderer(self.sim, h, w, self.task_name)
+        if camera not in self.camera_names:
+            raise ConfigError(f"{self.task_name}: unknown camera '{camera}' ({', '.join(self.camera_names)})")
+        if self._renderer is None:  # MuJoCo's OpenGL on mujoco_cpu, MuJoCo Warp's ray tracer on mjwarp
+            self._renderer = make_renderer(self.sim, *self.cfg.image_size, self.task_name)
         return self._renderer.render(self.camera_names[camera], depth=depth)
 
     # ---- exact resume: the physics state lives in the backend ----------------------------------

@@ -36,7 +36,7 @@ from torch import Tensor
 from robolearn.core.env import BatchedEnv, EnvCfg
 from robolearn.core.errors import ConfigError, RobolearnError
 from robolearn.core.types import ActionSpec, ActionTerm, Obs, ObsTerm, TaskSpec
-from robolearn.sim.backend import Backend, import_mujoco, load_model, make_backend
+from robolearn.sim.backend import Backend, import_mujoco, load_model, make_backend, make_renderer
 
 ASSETS = Path(__file__).resolve().parents[3] / "sim_assets" / "pusht"
 ROBOT = "pusht-pusher"
@@ -226,7 +226,7 @@ class PushTEnv(BatchedEnv[PushTCfg]):
         self.succeeded = torch.zeros(n, dtype=torch.bool, device=dev)
         self.ever_succeeded = torch.zeros(n, dtype=torch.bool, device=dev)
         self.rand_scale = torch.ones(n, len(self.RAND_KEYS), device=dev)
-        self._renderer: Any = None
+        self._renderers: dict[tuple[int, int], Any] = {}
         self._substeps_pending = False
         # what `viz_state` shows for an env that has just finished (its last state, not the reset one)
         self._viz_frames = 0
@@ -329,18 +329,17 @@ class PushTEnv(BatchedEnv[PushTCfg]):
 
     def render(self, env_ids: Tensor | list[int] | None = None, camera: str = "top",
                size: tuple[int, int] | None = None) -> Tensor:
-        """(K, H, W, 3) uint8 top views of envs `env_ids` (default: all), mujoco_cpu backend only."""
-        h, w = size or self.cfg.image_size
-        if self._renderer is None or self._renderer.height != h or self._renderer.width != w:
-            from robolearn.sim.mujoco_cpu import BatchRenderer
+        """(K, H, W, 3) uint8 top views of envs `env_ids` (default: all).
 
-            vis = self.model.vis.global_
-            vis.offheight, vis.offwidth = max(vis.offheight, h), max(vis.offwidth, w)
-            if hasattr(self.sim, "render_model"):
-                rvis = self.sim.render_model.vis.global_
-                rvis.offheight, rvis.offwidth = max(rvis.offheight, h), max(rvis.offwidth, w)
-            self._renderer = BatchRenderer(self.sim, h, w, self.task_name)
-        return self._renderer.render(camera, env_ids=env_ids)[0]
+        MuJoCo's OpenGL on mujoco_cpu, MuJoCo Warp's ray tracer on mjwarp (which traces every world, then selects).
+        One renderer per image size (the policy camera and the evaluation videos' larger frames).
+        """
+        if camera != "top":
+            raise ConfigError(f"{self.task_name}: unknown camera '{camera}' (top)")
+        h, w = size or self.cfg.image_size
+        if (h, w) not in self._renderers:
+            self._renderers[(h, w)] = make_renderer(self.sim, h, w, self.task_name)
+        return self._renderers[(h, w)].render(camera, env_ids=env_ids)[0]
 
     def _reward_terms(self) -> dict[str, Tensor]:
         self.coverage = coverage(self.block_pose, self.goal_pose)
