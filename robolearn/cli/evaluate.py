@@ -285,10 +285,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         files["plot"] = plot_robustness(tables, out / "robustness.png", title=f"{task}: robustness")
     make_env, policy = next(iter(makers.values()))
     probe = make_env() if not args.no_video else None
-    if probe is not None and hasattr(probe, "trunk") and probe.sim.name != "mujoco_cpu":
-        print(f"note: no robustness.mp4: videos are rendered on the mujoco_cpu backend (this run uses "
-              f"'{probe.sim.name}'; add --set backend=mujoco_cpu)")
-    elif probe is not None and hasattr(probe, "trunk"):  # a pushed legged robot, the push drawn as an arrow
+    if probe is not None and hasattr(probe, "trunk"):  # a pushed legged robot, the push drawn as an arrow
         files["video"] = render_disturbed_rollout(make_env, policy, sweep, out / "robustness.mp4",
                                                   magnitude=max(sweep.magnitudes), views=min(3, args.episodes),
                                                   size=VIDEO_SIZE, fps=VIDEO_FPS)
@@ -402,10 +399,7 @@ def _evaluate_manipulation(env: Any, policy: Any, out: Path, title: str, plot: b
         return {c.name: c.fn(env).float() * c.scale for c in curves}
 
     renderer = None
-    if video and getattr(env.sim, "name", "") != "mujoco_cpu":
-        print(f"note: no episodes.mp4: videos are rendered on the mujoco_cpu backend (this run uses "
-              f"'{env.sim.name}'; add --set backend=mujoco_cpu)")
-    elif video:
+    if video:  # MuJoCo's OpenGL from a host copy of each shown env, on either backend
         from robolearn.envs.viz import EpisodeRenderer
 
         renderer = EpisodeRenderer(env, VIDEO_SIZE, camera=env.viz_camera)
