@@ -9,7 +9,9 @@ through the policy's action queue (temporal ensembling / receding horizon).
 Plots and videos follow the task: quadrotor flights (flight.png, flight.mp4), Push-T coverage (coverage.png,
 episodes.mp4), manipulation tasks (arm-*, bimanual-*) the curves the task declares (`viz_curves()`: object height,
 distances, finger force, gripper opening, task stage; success marked) in episodes.png and their camera in
-episodes.mp4. `--set FIELD=VALUE` overrides the task config, `--iteration N` picks a run's checkpoint.
+episodes.mp4. `--set FIELD=VALUE` overrides the task config, `--iteration N` picks a run's checkpoint. MuJoCo tasks'
+videos are drawn by MuJoCo's OpenGL on either backend (on `mjwarp` from a host copy of each shown env,
+`robolearn.envs.viz`).
 
 `--disturbance-sweep` measures robustness instead (tasks with the disturbance interface): survival / fall rate and
 tracking error per condition (`robolearn.eval.robustness`): pushes and constant pulls of increasing force and, on
