@@ -171,3 +171,32 @@ def test_mjwarp_host_copy_of_one_env_matches_mujoco_cpu():
     assert sizes[1] == pytest.approx(1.5 * nominal, rel=1e-6) and sizes[0] != pytest.approx(nominal)
     with pytest.raises(RobolearnError, match="arm-lift: env 2 out of range"):
         warp.sim.data(2)
+
+
+MOCAP_XML = """<mujoco><option timestep="0.01"/><worldbody>
+  <body name="target" mocap="true" pos="0.3 0 0.2"><geom type="sphere" size="0.02" contype="0" conaffinity="0"/></body>
+  <body name="link" pos="0 0 0.5"><joint name="hinge" type="hinge" axis="0 1 0"/>
+    <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.02"/></body>
+</worldbody><actuator><general joint="hinge" dyntype="filter" dynprm="0.05" gainprm="2"/></actuator></mujoco>"""
+"""A mocap body and an actuator with activation state (a first-order filter): what `data(env)` copies beyond qpos."""
+
+
+def test_mjwarp_host_copy_carries_activations_and_mocap_poses():
+    pytest.importorskip("mujoco_warp")
+    import numpy as np
+
+    mujoco = import_mujoco()
+    model = mujoco.MjModel.from_xml_string(MOCAP_XML)
+    sims = {b: make_backend(b, model, 2, "cpu", "mocap") for b in ("mujoco_cpu", "mjwarp")}
+    for _ in range(10):
+        for sim in sims.values():
+            sim.step(torch.tensor([[1.0], [-1.0]]), 2)
+    warp = sims["mjwarp"]
+    warp._view("mocap_pos")[1] = torch.tensor([0.1, 0.2, 0.3])  # world 1's target moved on the device
+    for k in range(2):
+        ref = sims["mujoco_cpu"].data(k)
+        qpos, act, link = ref.qpos.copy(), ref.act.copy(), ref.xpos[2].copy()
+        d = warp.data(k)
+        assert abs(act[0]) > 0.1 and np.abs(d.act - act).max() < 1e-5  # the filter's state, ±ctrl building up
+        assert np.abs(d.qpos - qpos).max() < 1e-4 and np.abs(d.xpos[2] - link).max() < 1e-4
+    assert np.allclose(warp.data(0).xpos[1], [0.3, 0.0, 0.2]) and np.allclose(warp.data(1).xpos[1], [0.1, 0.2, 0.3])
