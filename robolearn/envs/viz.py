@@ -38,8 +38,9 @@ class EpisodeRenderer:
         sim = getattr(env, "sim", None)
         name = env.spec.name
         if not (hasattr(sim, "render_model") and callable(getattr(sim, "data", None))):
-            raise RobolearnError(f"{name}: backend '{getattr(sim, 'name', None)}' has no host copy of an env "
-                                 "(render_model, data(env)) to draw videos from; use --set backend=mujoco_cpu")
+            label = getattr(sim, "name", None) or type(sim).__name__
+            raise RobolearnError(f"{name}: videos draw a MuJoCo backend's host copy of an env (render_model, "
+                                 f"data(env)); '{label}' has none")
         h, w = size
         if h % 2 or w % 2 or min(h, w) < 64:
             raise RobolearnError(f"{name}: video size must be even and at least 64 px, got {size}")

@@ -82,6 +82,15 @@ def test_eval_cli_writes_the_video_on_mjwarp_too(tmp_path, capsys):
         assert diff(a, b) < 1.0
 
 
+def test_renderer_refuses_a_backend_without_a_host_copy():
+    from robolearn.core.errors import RobolearnError
+    from robolearn.envs.viz import EpisodeRenderer
+
+    with pytest.raises(RobolearnError, match=r"^quadrotor-hover: videos draw a MuJoCo backend's host copy of an env "
+                                             r"\(render_model, data\(env\)\); 'QuadrotorSim' has none$"):
+        EpisodeRenderer(registry.make("quadrotor-hover", num_envs=1))
+
+
 def test_eval_cli_bimanual_plots_the_stage(tmp_path):
     out = tmp_path / "eval"
     assert main(["eval", "expert:bimanual-transfer-cube", "--episodes", "1", "--set", "episode_length_s=0.2",
