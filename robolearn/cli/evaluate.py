@@ -9,7 +9,9 @@ through the policy's action queue (temporal ensembling / receding horizon).
 Plots and videos follow the task: quadrotor flights (flight.png, flight.mp4), Push-T coverage (coverage.png,
 episodes.mp4), manipulation tasks (arm-*, bimanual-*) the curves the task declares (`viz_curves()`: object height,
 distances, finger force, gripper opening, task stage; success marked) in episodes.png and their camera in
-episodes.mp4. `--set FIELD=VALUE` overrides the task config, `--iteration N` picks a run's checkpoint.
+episodes.mp4. `--set FIELD=VALUE` overrides the task config, `--iteration N` picks a run's checkpoint. MuJoCo tasks'
+videos are drawn by MuJoCo's OpenGL on either backend (on `mjwarp` from a host copy of each shown env,
+`robolearn.envs.viz`).
 
 `--disturbance-sweep` measures robustness instead (tasks with the disturbance interface): survival / fall rate and
 tracking error per condition (`robolearn.eval.robustness`): pushes and constant pulls of increasing force and, on
@@ -285,11 +287,9 @@ def run_sweep(args: argparse.Namespace) -> int:
         files["plot"] = plot_robustness(tables, out / "robustness.png", title=f"{task}: robustness")
     make_env, policy = next(iter(makers.values()))
     probe = make_env() if not args.no_video else None
-    if probe is not None and hasattr(probe, "trunk") and probe.sim.name != "mujoco_cpu":
-        print(f"note: no robustness.mp4: videos are rendered on the mujoco_cpu backend (this run uses "
-              f"'{probe.sim.name}'; add --set backend=mujoco_cpu)")
-    elif probe is not None and hasattr(probe, "trunk"):  # a pushed legged robot, the push drawn as an arrow
-        files["video"] = render_disturbed_rollout(make_env, policy, sweep, out / "robustness.mp4",
+    if probe is not None and hasattr(probe, "trunk"):  # a pushed legged robot, the push drawn as an arrow
+        # the probe, still unused, is the video's env (on mjwarp a second build would cost seconds)
+        files["video"] = render_disturbed_rollout(lambda: probe, policy, sweep, out / "robustness.mp4",
                                                   magnitude=max(sweep.magnitudes), views=min(3, args.episodes),
                                                   size=VIDEO_SIZE, fps=VIDEO_FPS)
     for name, f in files.items():
@@ -402,10 +402,7 @@ def _evaluate_manipulation(env: Any, policy: Any, out: Path, title: str, plot: b
         return {c.name: c.fn(env).float() * c.scale for c in curves}
 
     renderer = None
-    if video and getattr(env.sim, "name", "") != "mujoco_cpu":
-        print(f"note: no episodes.mp4: videos are rendered on the mujoco_cpu backend (this run uses "
-              f"'{env.sim.name}'; add --set backend=mujoco_cpu)")
-    elif video:
+    if video:  # MuJoCo's OpenGL from a host copy of each shown env, on either backend
         from robolearn.envs.viz import EpisodeRenderer
 
         renderer = EpisodeRenderer(env, VIDEO_SIZE, camera=env.viz_camera)

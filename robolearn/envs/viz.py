@@ -3,7 +3,13 @@
 `EpisodeRenderer` draws env i's current state (its own randomized model: object sizes, colours) with MuJoCo's
 offscreen renderer, shadows, reflections and the skybox off (they cost most of a frame on a CPU-only machine).
 The free camera follows a body (e.g. a quadruped's trunk); arrows (e.g. a push force on the trunk) are drawn as
-extra scene geoms. Rendering runs on the `mujoco_cpu` backend only.
+extra scene geoms.
+
+Both backends render alike: each gives a host copy of one env, `render_model` and `data(env)` (`mujoco_cpu` from its
+native batch; `mjwarp` copies the world's state and per-world model rows off the device, then `mj_forward`s on the
+host), and the frames come from MuJoCo's OpenGL in either case. For a few envs of a video that costs one small
+device-to-host copy per frame; the batched training cameras of `mjwarp` are ray traced on the device instead
+(`robolearn/sim/warp_render.py`).
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ class EpisodeRenderer:
                  elevation: float = -20.0) -> None:
         sim = getattr(env, "sim", None)
         name = env.spec.name
-        if sim is None or getattr(sim, "name", "") != "mujoco_cpu":
-            raise RobolearnError(f"{name}: videos are rendered on the mujoco_cpu backend only "
-                                 f"(got '{getattr(sim, 'name', None)}'); evaluate with --set backend=mujoco_cpu")
+        if not (hasattr(sim, "render_model") and callable(getattr(sim, "data", None))):
+            label = getattr(sim, "name", None) or type(sim).__name__
+            raise RobolearnError(f"{name}: videos draw a MuJoCo backend's host copy of an env (render_model, "
+                                 f"data(env)); '{label}' has none")
         h, w = size
         if h % 2 or w % 2 or min(h, w) < 64:
             raise RobolearnError(f"{name}: video size must be even and at least 64 px, got {size}")

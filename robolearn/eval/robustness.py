@@ -244,7 +244,7 @@ def render_disturbed_rollout(make_env: Callable[..., BatchedEnv], policy: Callab
 
     The video runs until `after_s` after the push; the force is drawn as a red arrow pointing at the trunk
     (`arrow_m_per_n` metres per newton); a view whose episode ends (a fall) freezes on its last frame. Needs a
-    MuJoCo task with a trunk body (quadruped tasks), mujoco_cpu.
+    MuJoCo task with a trunk body (quadruped tasks), on either backend (`robolearn.envs.viz`).
     """
     from robolearn.envs.viz import EpisodeRenderer
     from robolearn.eval.video import write_frames_video

@@ -8,11 +8,15 @@ run compiled for the CPU — slowly, and the first use compiles every kernel (mi
 State, controls, sensors and the randomizable model fields are `wp.to_torch` views of the warp arrays, so reads
 and writes go straight to simulator memory. Model fields that are randomized per env are allocated with one row
 per world (`put_model(batch_sizes=...)`). Cameras of this backend are ray traced by MuJoCo Warp's renderer
-(`robolearn/sim/warp_render.py`, `WarpRenderer`).
+(`robolearn/sim/warp_render.py`, `WarpRenderer`), every world in one launch. For the few envs of an evaluation
+video, `data(env)` copies one world to the host instead (state, mocap poses and its per-world model rows into a
+host `MjData` / `render_model`, then `mj_forward`), the interface `mujoco_cpu` has, so MuJoCo's OpenGL
+(`robolearn/envs/viz.py`, `EpisodeRenderer`) draws either backend alike.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
@@ -58,7 +62,7 @@ class MjWarpBackend:
         nconmax: int = 48,
         njmax: int = 192,
     ) -> None:
-        mujoco = require("mujoco", "sim")
+        self._mj = mujoco = require("mujoco", "sim")
         self._wp = wp = require("warp", "gpu")
         # no init banner or per-module load timings on stdout (`robolearn bench --json` prints one JSON object)
         wp.config.quiet = True
@@ -80,6 +84,8 @@ class MjWarpBackend:
         self._fields = {f: t(getattr(self.m, f)) for f in _BATCHED}
         self._nominal = {f: v.clone() for f, v in self._fields.items()}
         self._graphs: dict[int, Any] = {}
+        self._render_model: Any = None
+        self._render_data: Any = None
 
     # ---- stepping ------------------------------------------------------------------------------
     def _advance(self, substeps: int) -> None:
@@ -179,6 +185,43 @@ class MjWarpBackend:
         if field == "actuator_forcerange":  # upper limit
             return f["actuator_forcerange"][:, el, 1].clone()
         raise RobolearnError(f"{self.task}: unknown parameter field '{field}'")
+
+    # ---- one world's full data on the host (videos) -------------------------------------------
+    @property
+    def render_model(self) -> Any:
+        """A host model that `data(env)` fills with world `env`'s randomized fields (sizes, masses) before rendering."""
+        if self._render_model is None:
+            self._render_model = copy.copy(self.model)
+        return self._render_model
+
+    def data(self, env: int) -> Any:
+        """A host `MjData` with world `env`'s state and derived quantities; `render_model` holds that world's model.
+
+        One device-to-host copy of the world's rows (time, qpos, qvel, act, ctrl, applied wrenches, mocap poses and
+        the per-world model fields), then `mj_forward` in float64 on the host.
+        """
+        if not 0 <= env < self.num_envs:
+            raise RobolearnError(f"{self.task}: env {env} out of range (num_envs {self.num_envs})")
+        mujoco, m = self._mj, self.model
+        model = self.render_model
+        if self._render_data is None:
+            self._render_data = mujoco.MjData(model)
+        d = self._render_data
+        names = ["qpos", "qvel", "ctrl", "xfrc_applied"]
+        if m.na:
+            names.append("act")
+        if m.nmocap:
+            names += ["mocap_pos", "mocap_quat"]
+        targets = [getattr(model, f) for f in _BATCHED] + [getattr(d, k) for k in names]
+        rows = [self._fields[f][env] for f in _BATCHED] + [self._view(k)[env] for k in names] + [self.time[env]]
+        flat = torch.cat([r.reshape(-1).double() for r in rows]).cpu().numpy()  # one copy (a sync on CUDA)
+        start = 0
+        for target in targets:  # warp's layouts are the host's with a world axis in front (geom_aabb: (2, 3) = 6)
+            target[...] = flat[start : start + target.size].reshape(target.shape)
+            start += target.size
+        d.time = float(flat[start])
+        mujoco.mj_forward(model, d)
+        return d
 
     # ---- state as tensors (views of simulator memory) ------------------------------------------
     def _view(self, name: str) -> Tensor:

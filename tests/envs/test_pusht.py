@@ -214,6 +214,22 @@ def test_mjwarp_agrees_with_mujoco_cpu():
     assert (obs["mujoco_cpu"]["critic"] - obs["mjwarp"]["critic"]).abs().max() < 1e-3
 
 
+def test_video_frames_on_mjwarp_match_mujoco_cpu():
+    """`viz_state` records top-view frames on mjwarp too (MuJoCo's OpenGL from a host copy of each env): after the
+    same reset and 5 expert steps they show the scene the mujoco_cpu frames show."""
+    pytest.importorskip("mujoco_warp")
+    envs = {b: registry.make("push-t", num_envs=3, seed=0, backend=b, device="cpu") for b in ("mujoco_cpu", "mjwarp")}
+    obs = {b: e.reset() for b, e in envs.items()}
+    first = envs["mjwarp"].viz_state(frames=2)["frame"].clone()
+    for _ in range(5):
+        a = envs["mujoco_cpu"].expert_action(obs["mujoco_cpu"])
+        obs = {b: e.step(a).obs for b, e in envs.items()}
+    frames = {b: e.viz_state(frames=2)["frame"].float() for b, e in envs.items()}
+    assert frames["mjwarp"].shape == (2, 192, 192, 3) and frames["mjwarp"].std() > 10
+    assert (frames["mjwarp"] - first.float()).abs().mean() > 0.3  # the pusher moved (measured 0.68)
+    assert (frames["mjwarp"] - frames["mujoco_cpu"]).abs().mean() < 0.1  # the same pixels (measured: equal)
+
+
 def test_eval_writes_a_coverage_plot_and_a_video(tmp_path):
     """`robolearn eval expert:push-t`: report, coverage-over-time PNG and the top camera MP4 through robolearn.eval."""
     pytest.importorskip("matplotlib")

@@ -139,3 +139,64 @@ def test_mjwarp_agrees_with_mujoco_cpu():
     assert (cpu.sim.qpos - warp.sim.qpos).abs().max() < 1e-4
     assert (obs["mujoco_cpu"]["critic"] - obs["mjwarp"]["critic"]).abs().max() < 1e-3
     assert (cpu.ee_pos - warp.ee_pos).norm(dim=-1).max() < 1e-4
+
+
+def test_mjwarp_host_copy_of_one_env_matches_mujoco_cpu():
+    """`data(env)`, the host MjData that videos draw: after the same reset and 10 expert steps, each env's joint
+    positions, cube pose and its own cube size (env 0's randomized at reset, env 1's set to 1.5 × nominal) agree
+    between the backends (float32 warp vs float64 C)."""
+    pytest.importorskip("mujoco_warp")
+    import numpy as np
+
+    envs = {b: registry.make("arm-lift", num_envs=2, seed=0, backend=b, device="cpu") for b in ("mujoco_cpu", "mjwarp")}
+    obs = {b: e.reset() for b, e in envs.items()}
+    cpu, warp = envs["mujoco_cpu"], envs["mjwarp"]
+    for _ in range(10):
+        a = cpu.expert_action(obs["mujoco_cpu"])
+        obs = {b: e.step(a).obs for b, e in envs.items()}
+    for e in envs.values():  # env 1's cube: 1.5 × the nominal size
+        e.sim.set_params(torch.tensor([1]), "geom_size", [e.cube_geom], torch.tensor([[1.5]]))
+    sizes = []
+    for k in range(2):
+        ref = cpu.sim.data(k)
+        qpos, cube_pos, time = ref.qpos.copy(), ref.xpos[cpu.cube_body].copy(), ref.time
+        size = cpu.sim.render_model.geom_size[cpu.cube_geom].copy()
+        d = warp.sim.data(k)
+        assert np.abs(d.qpos - qpos).max() < 1e-4
+        assert np.abs(d.xpos[warp.cube_body] - cube_pos).max() < 1e-4
+        assert np.allclose(warp.sim.render_model.geom_size[warp.cube_geom], size, rtol=1e-6)
+        assert d.time == pytest.approx(time, abs=1e-5)
+        sizes.append(size[0])
+    nominal = cpu.model.geom_size[cpu.cube_geom, 0]
+    assert sizes[1] == pytest.approx(1.5 * nominal, rel=1e-6) and sizes[0] != pytest.approx(nominal)
+    with pytest.raises(RobolearnError, match="arm-lift: env 2 out of range"):
+        warp.sim.data(2)
+
+
+MOCAP_XML = """<mujoco><option timestep="0.01"/><worldbody>
+  <body name="target" mocap="true" pos="0.3 0 0.2"><geom type="sphere" size="0.02" contype="0" conaffinity="0"/></body>
+  <body name="link" pos="0 0 0.5"><joint name="hinge" type="hinge" axis="0 1 0"/>
+    <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.02"/></body>
+</worldbody><actuator><general joint="hinge" dyntype="filter" dynprm="0.05" gainprm="2"/></actuator></mujoco>"""
+"""A mocap body and an actuator with activation state (a first-order filter): what `data(env)` copies beyond qpos."""
+
+
+def test_mjwarp_host_copy_carries_activations_and_mocap_poses():
+    pytest.importorskip("mujoco_warp")
+    import numpy as np
+
+    mujoco = import_mujoco()
+    model = mujoco.MjModel.from_xml_string(MOCAP_XML)
+    sims = {b: make_backend(b, model, 2, "cpu", "mocap") for b in ("mujoco_cpu", "mjwarp")}
+    for _ in range(10):
+        for sim in sims.values():
+            sim.step(torch.tensor([[1.0], [-1.0]]), 2)
+    warp = sims["mjwarp"]
+    warp._view("mocap_pos")[1] = torch.tensor([0.1, 0.2, 0.3])  # world 1's target moved on the device
+    for k in range(2):
+        ref = sims["mujoco_cpu"].data(k)
+        qpos, act, link = ref.qpos.copy(), ref.act.copy(), ref.xpos[2].copy()
+        d = warp.data(k)
+        assert abs(act[0]) > 0.1 and np.abs(d.act - act).max() < 1e-5  # the filter's state, ±ctrl building up
+        assert np.abs(d.qpos - qpos).max() < 1e-4 and np.abs(d.xpos[2] - link).max() < 1e-4
+    assert np.allclose(warp.data(0).xpos[1], [0.3, 0.0, 0.2]) and np.allclose(warp.data(1).xpos[1], [0.1, 0.2, 0.3])

@@ -227,6 +227,7 @@ class PushTEnv(BatchedEnv[PushTCfg]):
         self.ever_succeeded = torch.zeros(n, dtype=torch.bool, device=dev)
         self.rand_scale = torch.ones(n, len(self.RAND_KEYS), device=dev)
         self._renderers: dict[tuple[int, int], Any] = {}
+        self._viz_renderer: Any = None
         self._substeps_pending = False
         # what `viz_state` shows for an env that has just finished (its last state, not the reset one)
         self._viz_frames = 0
@@ -332,7 +333,7 @@ class PushTEnv(BatchedEnv[PushTCfg]):
         """(K, H, W, 3) uint8 top views of envs `env_ids` (default: all).
 
         MuJoCo's OpenGL on mujoco_cpu, MuJoCo Warp's ray tracer on mjwarp (which traces every world, then selects).
-        One renderer per image size (the policy camera and the evaluation videos' larger frames).
+        One renderer per image size. (Evaluation videos draw a few envs through `_viz_render` instead.)
         """
         if camera != "top":
             raise ConfigError(f"{self.task_name}: unknown camera '{camera}' (top)")
@@ -359,7 +360,7 @@ class PushTEnv(BatchedEnv[PushTCfg]):
         self._final_coverage[done_ids] = self.coverage[done_ids]
         shown = [i for i in done_ids.tolist() if i < self._viz_frames]
         if shown:
-            for i, frame in zip(shown, self.render(shown, size=VIZ_SIZE), strict=True):
+            for i, frame in zip(shown, self._viz_render(shown), strict=True):
                 self._final_frames[i] = frame
         return {"success": self.ever_succeeded[done_ids].float(), "coverage": self.coverage[done_ids],
                 "max_coverage": self.max_coverage[done_ids]}
@@ -442,6 +443,18 @@ class PushTEnv(BatchedEnv[PushTCfg]):
             raise RobolearnError(f"{self.task_name}: expert needs the (N, 5) state, got {tuple(state.shape)}")
         return expert_action(state)
 
+    def _viz_render(self, env_ids: list[int]) -> Tensor:
+        """(K, *VIZ_SIZE, 3) uint8 top views of envs `env_ids` for videos, on the CPU.
+
+        MuJoCo's OpenGL from a host copy of each env on either backend (`robolearn.envs.viz.EpisodeRenderer`): a
+        few envs, so `mjwarp` copies them off the device rather than ray tracing every world.
+        """
+        if self._viz_renderer is None:
+            from robolearn.envs.viz import EpisodeRenderer
+
+            self._viz_renderer = EpisodeRenderer(self, VIZ_SIZE, camera="top")
+        return self._viz_renderer.render(env_ids)
+
     def viz_state(self, frames: int = 4) -> dict[str, Tensor]:
         """What evaluation records each step: coverage and top-view frames of the first `frames` envs.
 
@@ -449,10 +462,10 @@ class PushTEnv(BatchedEnv[PushTCfg]):
         """
         cov = torch.where(self._just_finished, self._final_coverage, self.coverage)
         out = {"coverage": cov, "block_pose": self.block_pose, "agent_pos": self.agent_pos.clone()}
-        if self.sim.name == "mujoco_cpu" and frames > 0:
+        if frames > 0:
             self._viz_frames = min(frames, self.num_envs)
             ids = list(range(self._viz_frames))
-            imgs = self.render(ids, size=VIZ_SIZE)
+            imgs = self._viz_render(ids)
             for i in ids:
                 if bool(self._just_finished[i]) and i in self._final_frames:
                     imgs[i] = self._final_frames[i]
