@@ -157,9 +157,7 @@ def run(args: argparse.Namespace) -> int:
         label, out = f"artifact {path.name} ({kind}, {args.backend})", Path(args.out or f"{path}-eval")
     else:
         cfg, actor, ckpt = load_policy(path, ckpt_path)
-
-        def policy(obs: dict) -> torch.Tensor:
-            return actor(obs["policy"])
+        policy = _actor_policy(actor)
 
         label, out = f"{path.name} ({ckpt.name})", Path(args.out or path / "eval")
     if expert_task is None:
@@ -253,7 +251,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         if task is not None and src_task != task:
             raise RobolearnError(f"--compare {source}: task '{src_task}' differs from '{task}'")
         task = src_task
-        env_cfg = dataclasses.replace(_env_cfg(env_cfg, args, src_task), num_envs=args.episodes, device="cpu")
+        env_cfg = dataclasses.replace(_env_cfg(env_cfg, args, src_task), num_envs=args.episodes)
 
         def make_env(sets=(), task=src_task, env_cfg=env_cfg):
             return registry.make(task, parse_sets(env_cfg, sets, source=f"sweep condition (task '{task}')"),
@@ -267,8 +265,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             def policy(obs: dict, probe=probe) -> torch.Tensor:
                 return probe.expert_action(obs)
         else:
-            def policy(obs: dict, actor=actor) -> torch.Tensor:
-                return actor(obs["policy"])
+            policy = _actor_policy(actor)
 
         tables[label] = disturbance_sweep(make_env, policy, sweep)
         makers[label] = (make_env, policy)
@@ -373,6 +370,22 @@ def _checkpoint_arg(args: argparse.Namespace, path: Path) -> Path | None:
     if args.path.startswith("expert:") or (path / "manifest.json").exists():
         raise RobolearnError("--iteration is for run directories (an artifact or expert has one policy)")
     return checkpoint_at(path / "checkpoints", args.iteration)
+
+
+def _actor_policy(actor: torch.nn.Module) -> Any:
+    """The policy `obs -> actor(obs["policy"])`, run on the env's device.
+
+    The actor moves to its first batch's device (checkpoints load on the CPU; a run trained with `device: cuda`
+    evaluates on CUDA unless `--set device=cpu`).
+    """
+
+    def policy(obs: dict) -> torch.Tensor:
+        x = obs["policy"]
+        if next(actor.parameters()).device != x.device:
+            actor.to(x.device)
+        return actor(x)
+
+    return policy
 
 
 def _env_cfg(cfg: Any, args: argparse.Namespace, task: str) -> Any:
