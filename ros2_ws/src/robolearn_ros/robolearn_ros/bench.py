@@ -12,7 +12,8 @@ of the state it was computed from, so the delay is matched per message, not gues
 Reported: `p50_ms`, `p99_ms`, `max_ms` of the delay to the command's arrival in the sim node's middleware
 (Fast DDS reception time), and `callback_*` to its arrival in the node's Python callback (includes waiting while
 the single-threaded sim executor steps physics). `missed_deadlines`: states whose command arrived later than one
-period, or never.
+period, or never. `node_step_p50_ms`/`node_step_p99_ms`: the policy node's own share over its last 2,000 steps
+(callback start → command published, from the summary it logs at shutdown); the rest is DDS and scheduling.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -152,9 +154,14 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
     measured = int(min(int(d["published"]), total) - args.warmup)
     period = 1.0 / args.rate
     on_time = int((mw <= period).sum())
+    # the policy node's own share: callback start → command published, from its shutdown summary
+    node = re.search(r"step time over the last (\d+) steps: p50 ([\d.]+) ms, p99 ([\d.]+) ms",
+                     (tmp / "policy_node.log").read_text(errors="replace"))
+    node_step = {} if node is None else {"node_step_p50_ms": float(node[2]), "node_step_p99_ms": float(node[3]),
+                                         "node_steps": int(node[1])}
     return {
         **_stats(mw), "missed_deadlines": measured - on_time, "cycles": measured, "rate_hz": args.rate,
-        "commands_received": int(len(mw)), **_stats(cb, "callback_"),
+        "commands_received": int(len(mw)), **_stats(cb, "callback_"), **node_step,
         "policy": _describe(args), **({"async_inference": not args.sync} if args.policy == "act" else {}),
         "physics_rtf": args.physics_rtf, "rt_priority": args.rt_priority,
         "wall_rate_hz": round(int(d["published"]) / max(float(d["duration_s"]), 1e-9), 1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import math
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +74,7 @@ def run_node(name: str, make_node: Callable[[], Any], close: str | None = None,
     called if `close` is given, then the node is destroyed and rclpy shut down.
     """
     import rclpy
+    import rclpy.executors
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=argv if argv is not None else sys.argv)
@@ -82,6 +84,16 @@ def run_node(name: str, make_node: Callable[[], Any], close: str | None = None,
         print(f"{name}: error: {e}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
+    # a node may hand over helper nodes (`node.spin_alongside`) that get their own executor thread: the policy
+    # node's control path, so that its wake-ups do not rebuild the wait set of every service and timer
+    extra = list(getattr(node, "spin_alongside", ()))
+    executors, threads = [], []
+    for n in extra:
+        executors.append(rclpy.executors.SingleThreadedExecutor(context=n.context))
+        executors[-1].add_node(n)
+        threads.append(threading.Thread(target=_spin_quietly, args=(executors[-1],),
+                                        name=f"{n.get_name()}-executor", daemon=True))
+        threads[-1].start()
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -89,6 +101,20 @@ def run_node(name: str, make_node: Callable[[], Any], close: str | None = None,
     finally:
         if close is not None:
             getattr(node, close)()
+        for ex, t in zip(executors, threads, strict=True):
+            ex.shutdown(timeout_sec=2.0)
+            t.join(timeout=2.0)
+        for n in extra:
+            n.destroy_node()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _spin_quietly(executor: Any) -> None:
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
