@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 EXTRAS ?= dev
 RUN    ?= runs/hover-demo
 
-.PHONY: setup chromium ext-envs demo test lint bench clean
+.PHONY: setup chromium ext-envs lerobot-venv demo test lint bench clean
 
 setup: $(VENV)/.installed chromium
 
@@ -43,6 +43,19 @@ ext-envs: $(foreach e,$(EXT_ENVS),.venv-$(e)/.installed)
 	.venv-$*/bin/pip install --quiet $(EXT_PKGS_$*) $(EXT_RUNTIME)
 	.venv-$*/bin/pip install --quiet --no-deps -e .
 	.venv-$*/bin/python -c "import robolearn.export.runtime, importlib.util as u; assert u.find_spec('torch') is None"
+	touch $@
+
+# LeRobot's own data loader, for `robolearn bench dataset-windows --lerobot-python .venv-lerobot/bin/python`.
+# Opt-in and outside `make test`: lerobot pins its own torch (a multi-GB CUDA download; 5 min here), and its default
+# video backend (torchcodec) needs FFmpeg's shared libraries (Debian: libavcodec-dev libavformat-dev libavutil-dev
+# libswscale-dev libswresample-dev libavdevice-dev libavfilter-dev), else use `--lerobot-backend pyav`.
+LEROBOT ?= lerobot==0.4.4
+lerobot-venv: .venv-lerobot/.installed
+.venv-lerobot/.installed:
+	rm -rf .venv-lerobot
+	$(PYTHON) -m venv .venv-lerobot
+	.venv-lerobot/bin/pip install --quiet "$(LEROBOT)" torchcodec
+	.venv-lerobot/bin/python -c "import lerobot.datasets.lerobot_dataset"
 	touch $@
 
 $(VENV)/.installed: pyproject.toml Makefile

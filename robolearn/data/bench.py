@@ -170,6 +170,11 @@ def dataset_windows(args: list[str]) -> dict:
                    help="also time N samples of per-sample MP4 decoding, as LeRobot does (0: skip; needs PyAV)")
     p.add_argument("--video", action="store_true",
                    help="store the cameras as per-episode MP4 in the store (decoded per window; use --cache off)")
+    p.add_argument("--lerobot-python", metavar="PYTHON",
+                   help="also time LeRobot's own loader: export the store to LeRobot v3.0 and run LeRobotDataset + "
+                        "DataLoader on the same windows in PYTHON, an interpreter with lerobot installed")
+    p.add_argument("--lerobot-backend", default="torchcodec", choices=["torchcodec", "pyav"],
+                   help="LeRobot's video backend (its default is torchcodec)")
     p.add_argument("--dir", help="where to write (default: a temporary directory, removed afterwards)")
     a = p.parse_args(args)
     workers = [int(w) for w in a.workers.split(",")]
@@ -221,6 +226,8 @@ def dataset_windows(args: list[str]) -> dict:
                 baseline = round(_mp4_baseline(videos, pool, a.steps, min(a.episodes, 10), a.mp4_baseline), 1)
             except ImportError:
                 baseline = "skipped: PyAV is not installed (pip install 'robolearn[viz]')"
+        lerobot = {} if not a.lerobot_python else _lerobot_loader(
+            a.lerobot_python, path, work / "lerobot", deltas, a.batch_size, a.batches, workers, a.lerobot_backend)
     finally:
         if tmp:
             shutil.rmtree(work, ignore_errors=True)
@@ -237,7 +244,41 @@ def dataset_windows(args: list[str]) -> dict:
         "build_s": round(build_s, 2),
         "window": shapes,
         "mp4_per_sample_windows_per_s": baseline,
+        **lerobot,
     }
+
+
+def _lerobot_loader(python: str, store: Path, dest: Path, deltas: dict[str, list[int]], batch_size: int,
+                    batches: int, workers: list[int], backend: str) -> dict:
+    """LeRobot's own loader on the same episodes and windows, run in `python` (see `lerobot_loader_timing`).
+
+    The store is exported with `export_lerobot`, cameras encoded with libx264 and a keyframe every 2 frames
+    (LeRobot's gop), also when the store holds them as MP4 with a longer gop. H.264 decodes faster than the AV1
+    LeRobot records by default, so this is LeRobot's loader at its fastest codec.
+    """
+    import json
+    import subprocess
+
+    from robolearn.core.errors import ConfigError
+    from robolearn.data.lerobot import export_lerobot
+
+    if not dest.exists():
+        export_lerobot(store, dest, gop=2, remux=False)
+    script = Path(__file__).with_name("lerobot_loader_timing.py")
+    rates = []
+    for nw in workers:  # a fresh process per worker count, as in LeRobot's training: its decoders open in the
+        # parent do not survive a fork into DataLoader workers ("Could not push packet to decoder")
+        spec = {"deltas": deltas, "fps": EpisodeStore(store).fps, "batch_size": batch_size, "batches": batches,
+                "workers": [nw], "video_backend": backend}
+        r = subprocess.run([python, str(script), str(dest), json.dumps(spec)], capture_output=True, text=True)
+        if r.returncode != 0:
+            tail = "\n".join(r.stderr.strip().splitlines()[-5:])
+            raise ConfigError(f"--lerobot-python {python}: LeRobot's loader failed on {dest}:\n{tail}")
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        rates += out["windows_per_s"]
+    return {"lerobot_windows_per_s": rates, "lerobot_version": out["lerobot_version"],
+            "lerobot_video_backend": out["video_backend"], "lerobot_torch": out["torch"],
+            "lerobot_window": out["window"]}
 
 
 def lerobot_export(args: list[str]) -> dict:

@@ -111,6 +111,7 @@ class VideoReader:
         self.container = self.av.open(str(self.path))
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "NONE"
+        self._pts_to_index = float(self.stream.time_base) * self.fps  # a float: Fraction arithmetic per frame was 10 %
         # one reformatter for the file: `frame.to_ndarray(format=...)` builds a new swscale context for every frame,
         # which costs ~10x the conversion itself for small camera frames
         self._rgb = self.av.video.reformatter.VideoReformatter()
@@ -118,7 +119,7 @@ class VideoReader:
         self._frames: Any = None
 
     def _index(self, frame: Any) -> int:
-        return round(float(frame.pts * self.stream.time_base) * self.fps)
+        return round(frame.pts * self._pts_to_index)
 
     def read(self, lo: int, hi: int) -> np.ndarray:
         """Frames [lo, hi) as (hi - lo, H, W, 3) uint8; raises ValueError when the file holds fewer."""

@@ -170,3 +170,13 @@ def test_cli_convert_to_video_and_info(store, tmp_path, capsys):
     assert info["features"][CAM]["codec"] == "mp4 h264(crf=23, gop=4, yuv420p)"
     assert main(["dataset", "validate", str(out)]) == 0
     assert Path(out, "videos", CAM, "000002.mp4").is_file()
+
+
+def test_uncached_windows_decode_the_same_pixels_as_the_cached_store(store):
+    deltas = {CAM: [-2, 0, 3], "action": [0, 1]}
+    cached, uncached = WindowDataset(store, deltas, cache=True), WindowDataset(store, deltas, cache=False)
+    idx = np.random.default_rng(1).permutation(len(cached))  # every frame, in random order (seeks back and forth)
+    for part in np.array_split(idx, 4):
+        a, b = cached.get_batch(part), uncached.get_batch(part)
+        for k in a:
+            np.testing.assert_array_equal(b[k].numpy(), a[k].numpy(), err_msg=k)

@@ -2,6 +2,7 @@
 
 import io
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -395,3 +396,15 @@ def test_bench_lerobot_export_runs_at_tiny_size(capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["frames"] == 12 and r["remux_s"] > 0 and r["encode_s"] > 0 and r["speedup"] > 0
     assert {"remux_frames_per_s", "encode_frames_per_s", "bytes_on_disk"} <= set(r)
+
+
+def test_bench_windows_against_lerobot_without_lerobot_is_one_error(capsys, tmp_path):
+    # this interpreter has no lerobot: the export and the timing script run for real, and the failure is named
+    argv = ["bench", "dataset-windows", "--json", "--episodes", "3", "--steps", "20", "--size", "16", "--batches",
+            "1", "--batch-size", "4", "--workers", "0", "--mp4-baseline", "0", "--dir", str(tmp_path),
+            "--lerobot-python", sys.executable]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "LeRobot's loader failed" in err and "No module named 'lerobot'" in err, err
+    info = json.loads((tmp_path / "lerobot" / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 3 and info["features"]["observation.images.cam0"]["dtype"] == "video"
