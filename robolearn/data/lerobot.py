@@ -16,7 +16,8 @@ Data, episode-metadata and video files roll over to the next file when the next 
 their size limit, and to the next chunk directory after `chunks_size` files (LeRobot's rule; limits are export
 parameters). Frame rows carry the features plus `timestamp`, `frame_index`, `episode_index`, `index` and
 `task_index`. Vectors are fixed-size lists, scalars plain values (LeRobot shape [1]); arrays of more dimensions are
-flattened and reshaped from the shape in info.json. Camera features (H, W, 3) uint8 become `video` features: a
+nested fixed-size lists (what LeRobot's Array2D..Array5D features read), and read back from any nesting by the
+shape in info.json. Camera features (H, W, 3) uint8 become `video` features: a
 camera the store holds as per-episode H.264 MP4 is concatenated by copying its packets with shifted timestamps
 (no decoding or re-encoding, no generation loss); others are encoded (libx264, lossy). The episode's task is a
 string feature of the store (`Feature((), "string")`), written as task_index + tasks.parquet and read back.
@@ -78,9 +79,12 @@ def _pa() -> tuple[Any, Any]:
 def _arrow_type(pa: Any, f: Feature) -> Any:
     if f.is_string:
         return pa.string()
-    base = pa.from_numpy_dtype(np.dtype(f.dtype))
-    n = int(np.prod(f.shape, dtype=np.int64))
-    return base if f.shape in ((), (1,)) else pa.list_(base, n)
+    t = pa.from_numpy_dtype(np.dtype(f.dtype))
+    if f.shape in ((), (1,)):
+        return t
+    for n in reversed(f.shape):  # (2, 3) -> list<list<float, 3>, 2>: what LeRobot's Array2D reads
+        t = pa.list_(t, n)
+    return t
 
 
 def _column(pa: Any, x: np.ndarray, f: Feature) -> Any:
@@ -88,9 +92,10 @@ def _column(pa: Any, x: np.ndarray, f: Feature) -> Any:
         return pa.array([str(v) for v in x], pa.string())
     if f.shape in ((), (1,)):
         return pa.array(x.reshape(-1))
-    n = int(np.prod(f.shape, dtype=np.int64))
-    flat = pa.array(np.ascontiguousarray(x).reshape(-1))
-    return pa.FixedSizeListArray.from_arrays(flat, n)
+    col = pa.array(np.ascontiguousarray(x).reshape(-1))
+    for n in reversed(f.shape):  # nested fixed-size lists, innermost axis first
+        col = pa.FixedSizeListArray.from_arrays(col, n)
+    return col
 
 
 def _feature_info(f: Feature) -> dict[str, Any]:
@@ -562,8 +567,13 @@ def _read_tasks(pq: Any, root: Path) -> dict[int, str]:
     return {int(i): str(s) for i, s in zip(t["task_index"], text, strict=True)}
 
 
-def _import_stats(stats_path: Path, features: dict[str, Feature], episodes: int, frames: int) -> dict[str, Any] | None:
-    """meta/stats.json as the store's stats attribute (images back to 0..255 per channel); None if incomplete."""
+def _import_stats(stats_path: Path, features: dict[str, Feature], episodes: int, frames: int,
+                  store: Path) -> dict[str, Any] | None:
+    """meta/stats.json as the store's stats attribute (images back to 0..255 per channel); None if there is none.
+
+    A feature whose stats are missing or do not have its shape is computed from the imported `store` instead
+    (LeRobot reduces 2-D features to their last axis, where robolearn keeps one value per entry).
+    """
     from robolearn.data.stats import STAT_NAMES
 
     if not stats_path.is_file():
@@ -572,26 +582,33 @@ def _import_stats(stats_path: Path, features: dict[str, Feature], episodes: int,
         raw = json.loads(stats_path.read_text())
     except ValueError:
         return None
+    if not isinstance(raw, dict):
+        return None
     out: dict[str, dict[str, Any]] = {}
+    redo = []
     for k, f in features.items():
         if f.is_string:
             continue
         st = raw.get(k)
-        if not isinstance(st, dict) or any(n not in st for n in STAT_NAMES):
-            return None
         shape = (f.shape[-1],) if f.image else f.shape
-        entry = {}
-        for n, v in st.items():
-            x = np.asarray(v, np.float64)
-            if n == "count":
-                entry[n] = int(x.reshape(-1)[0])
-                continue
-            if x.size != int(np.prod(shape, dtype=np.int64)):
-                return None
-            entry[n] = (x.reshape(shape) * (255.0 if f.image else 1.0)).tolist()
-        out[k] = entry
-    return {"episodes": episodes, "frames": frames, "computed": "meta/stats.json of the LeRobot dataset",
-            "features": out}
+        size = int(np.prod(shape, dtype=np.int64))
+        try:
+            fits = isinstance(st, dict) and all(n in st for n in STAT_NAMES) and all(
+                np.asarray(v, np.float64).size == size for n, v in st.items() if n != "count")
+        except (TypeError, ValueError):
+            fits = False
+        if not fits:
+            redo.append(k)
+            continue
+        out[k] = {n: int(np.asarray(v).reshape(-1)[0]) if n == "count" else
+                  (np.asarray(v, np.float64).reshape(shape) * (255.0 if f.image else 1.0)).tolist()
+                  for n, v in st.items()}
+    computed = "meta/stats.json of the LeRobot dataset"
+    if redo:
+        for k, st in compute_stats(EpisodeStore(store), redo, quantiles=LEROBOT_QUANTILES).items():
+            out[k] = {n: np.asarray(v).tolist() for n, v in st.items()}
+        computed += f"; computed on import: {', '.join(redo)}"
+    return {"episodes": episodes, "frames": frames, "computed": computed, "features": out}
 
 
 def import_lerobot(source: str | os.PathLike[str], dest: str | os.PathLike[str],
@@ -711,8 +728,9 @@ def import_lerobot(source: str | os.PathLike[str], dest: str | os.PathLike[str],
                     ep[k] = np.array(part.column(k).to_pylist(), dtype=object)
                 else:
                     col = part.column(k).combine_chunks()
-                    vals = col.flatten() if pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type) \
-                        else col
+                    vals = col
+                    while pa.types.is_list(vals.type) or pa.types.is_fixed_size_list(vals.type):
+                        vals = vals.flatten()  # vectors are lists, 2-D arrays (LeRobot's Array2D) lists of lists
                     x = np.asarray(vals.to_numpy(zero_copy_only=False))
                     if x.size != n * max(1, int(np.prod(f.shape, dtype=np.int64))):
                         raise DatasetCorruptError(name, f"data file {rel} column '{k}' holds {x.size} values for "
@@ -723,7 +741,7 @@ def import_lerobot(source: str | os.PathLike[str], dest: str | os.PathLike[str],
             writer.close()
         if not tmp.exists():
             raise DatasetError(name, "has no episodes")
-        st = _import_stats(root / "meta" / "stats.json", features, len(episodes), int(info["total_frames"]))
+        st = _import_stats(root / "meta" / "stats.json", features, len(episodes), int(info["total_frames"]), tmp)
         if st is not None:
             EpisodeStore(tmp).set_attributes(stats=st)
         os.rename(tmp, dest)

@@ -372,7 +372,7 @@ def test_cli_export_without_remux_encodes(tmp_path, tasks_store, capsys):
 
 def test_import_a_dataset_written_by_lerobot(tmp_path):
     """tests/data/lerobot_v3_native was written by LeRobot 0.4.4 itself (make_dataset.py there): 3 episodes, 2 tasks,
-    an h264 camera; every value is known."""
+    an h264 camera, a 2-D feature; every value is known."""
     from pathlib import Path
 
     s = import_lerobot(Path(__file__).parent / "lerobot_v3_native", tmp_path / "native.zarr")
@@ -383,11 +383,16 @@ def test_import_a_dataset_written_by_lerobot(tmp_path):
         d = s.read_episode(e)
         np.testing.assert_array_equal(d["observation.state"], np.stack([np.full(n, e), np.arange(n)], -1))
         np.testing.assert_array_equal(d["action"], np.arange(n) * 0.5)
+        grid = np.arange(6, dtype=np.float32).reshape(2, 3) + 10 * np.arange(n)[:, None, None] + 100 * e
+        np.testing.assert_array_equal(d["observation.grid"], grid)  # LeRobot's Array2D: lists of lists
         want = 20 * np.arange(n) + 40 * e  # flat frames; H.264 keeps them within a level or two
         assert np.abs(d["observation.images.cam"].reshape(n, -1).mean(1) - want).max() < 2
     st = s.attributes["stats"]["features"]  # LeRobot's global stats, quantiles included, images back in 0..255
     assert {"q01", "q10", "q50", "q90", "q99"} <= set(st["observation.state"])
     assert st["observation.state"]["max"] == [2.0, 7.0] and len(st["observation.images.cam"]["mean"]) == 3
+    # LeRobot reduced the 2-D feature to its last axis; robolearn keeps one value per entry, computed on import
+    assert s.attributes["stats"]["computed"].endswith("computed on import: observation.grid")
+    assert np.asarray(st["observation.grid"]["max"]).tolist() == [[250, 251, 252], [253, 254, 255]]
 
 
 def test_bench_lerobot_export_runs_at_tiny_size(capsys):
@@ -408,3 +413,19 @@ def test_bench_windows_against_lerobot_without_lerobot_is_one_error(capsys, tmp_
     assert "LeRobot's loader failed" in err and "No module named 'lerobot'" in err, err
     info = json.loads((tmp_path / "lerobot" / "meta" / "info.json").read_text())
     assert info["total_episodes"] == 3 and info["features"]["observation.images.cam0"]["dtype"] == "video"
+
+
+def test_two_dimensional_features_are_exported_as_lists_of_lists_and_come_back(tmp_path):
+    import pyarrow.parquet as pq
+
+    feats = {"observation.grid": Feature((2, 3)), "action": Feature((2,))}
+    grid = np.arange(30, dtype=np.float32).reshape(5, 2, 3)
+    with EpisodeWriter(tmp_path / "g.zarr", feats, fps=10) as w:
+        w.add_episode({"observation.grid": grid, "action": np.zeros((5, 2), np.float32)})
+    main(["dataset", "convert", str(tmp_path / "g.zarr"), str(tmp_path / "lr"), "--to", "lerobot"])
+    t = pq.read_table(tmp_path / "lr/data/chunk-000/file-000.parquet")
+    typ = t.schema.field("observation.grid").type
+    assert (typ.list_size, typ.value_type.list_size, str(typ.value_type.value_type)) == (2, 3, "float")
+    assert t.column("observation.grid").to_pylist()[1] == [[6, 7, 8], [9, 10, 11]]  # what LeRobot's Array2D reads
+    back = import_lerobot(tmp_path / "lr", tmp_path / "back.zarr")
+    np.testing.assert_array_equal(back.read_episode(0)["observation.grid"], grid)
