@@ -35,6 +35,7 @@ def main(root: str, spec: dict) -> dict:
     for nw in spec["workers"]:
         loader = torch.utils.data.DataLoader(ds, batch_size=spec["batch_size"], shuffle=True, num_workers=nw,
                                              drop_last=True, generator=torch.Generator().manual_seed(0))
+        # the same timing loop as `dataset_windows` in bench.py (copied: this interpreter has no robolearn)
         it = iter(loader)
         batch = next(it)  # warm-up: worker start-up is not counted
         shapes = {k: list(v.shape[1:]) for k, v in batch.items() if isinstance(v, torch.Tensor) and v.ndim > 1}
