@@ -170,6 +170,9 @@ def dataset_windows(args: list[str]) -> dict:
                    help="also time N samples of per-sample MP4 decoding, as LeRobot does (0: skip; needs PyAV)")
     p.add_argument("--video", action="store_true",
                    help="store the cameras as per-episode MP4 in the store (decoded per window; use --cache off)")
+    p.add_argument("--block", type=int, default=1,
+                   help="training order: 1 uniform; N > 1 block order with blocks of N windows (data/windows.py); "
+                        "0: the dataset's suggestion (1 when cached, else its chunk length), as imitation training")
     p.add_argument("--lerobot-python", metavar="PYTHON",
                    help="also time LeRobot's own loader: export the store to LeRobot v3.0 and run LeRobotDataset + "
                         "DataLoader on the same windows in PYTHON, an interpreter with lerobot installed")
@@ -200,10 +203,11 @@ def dataset_windows(args: list[str]) -> dict:
         t0 = time.perf_counter()
         ds = WindowDataset(path, deltas, cache={"auto": None, "on": True, "off": False}[a.cache])
         load_s = time.perf_counter() - t0
+        block = a.block or ds.suggested_block()
         rates = []
         for nw in workers:
             loader = ds.loader(a.batch_size, shuffle=True, num_workers=nw, drop_last=True,
-                               generator=torch.Generator().manual_seed(0))
+                               generator=torch.Generator().manual_seed(0), block=block)
             it = iter(loader)
             next(it)  # warm-up: worker start-up is not counted
             n, t0 = 0, time.perf_counter()
@@ -238,6 +242,7 @@ def dataset_windows(args: list[str]) -> dict:
         "episodes": a.episodes,
         "frames": a.episodes * a.steps,
         "cached": ds.cached,
+        "block": block,
         "storage": "mp4 (per-episode H.264 in the store)" if a.video else "zstd arrays",
         "size_mb": size_mb,
         "cache_load_s": round(load_s, 2),

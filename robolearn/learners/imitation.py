@@ -84,6 +84,10 @@ class ImitationRunCfg:
     """CPU threads for torch (0: torch's default; 1 is often fastest for small policies on a busy machine)."""
     num_workers: int = 0
     """DataLoader workers (0: load in the training process; the dataset is cached in memory when it fits)."""
+    sample_block: int = 0
+    """Training order: 1 uniform; N > 1 blocks of N consecutive windows, batch_size blocks shuffled together, so a
+    store too large to cache decodes each chunk once per block instead of once per window (data/windows.py);
+    0: 1 when the dataset is cached in memory, else the store's chunk length. Fixed for a run (kept on resume)."""
     log_every: int = 50
     checkpoint_every: int = 1000
     """Save a checkpoint every this many steps (and at the end)."""
@@ -241,7 +245,8 @@ class ImitationTrainer:
             seed_everything(cfg.seed + 1000 * self.rank)
         self.dataset = WindowDataset(store, self.policy.deltas)
         self.sampler = EpochBatches(len(self.dataset), cfg.batch_size, seed=cfg.seed + self.rank,
-                                    drop_last=len(self.dataset) >= cfg.batch_size)
+                                    drop_last=len(self.dataset) >= cfg.batch_size,
+                                    block=cfg.sample_block or self.dataset.suggested_block())
         # the loader's own generator seeds its workers, so starting a loader never draws from the global RNG
         gen = torch.Generator().manual_seed(cfg.seed + self.rank)
         self.loader = self.dataset.loader(cfg.batch_size, num_workers=cfg.num_workers, generator=gen,

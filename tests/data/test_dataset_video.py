@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from robolearn.cli.main import main
 from robolearn.data.store import (
@@ -180,3 +181,12 @@ def test_uncached_windows_decode_the_same_pixels_as_the_cached_store(store):
         a, b = cached.get_batch(part), uncached.get_batch(part)
         for k in a:
             np.testing.assert_array_equal(b[k].numpy(), a[k].numpy(), err_msg=k)
+    # both paths ran: keyframe intervals decoded partly on a first ask (always), whole into the LRU on a second
+    assert any(key == CAM for key, _ in uncached._lru._chunks)
+    # block order decodes whole intervals on the first ask
+    blocks = WindowDataset(store, deltas, cache=False)
+    for batch in blocks.loader(16, block=8, generator=torch.Generator().manual_seed(0)):
+        want = cached.get_batch(batch["index"])
+        for k in want:
+            np.testing.assert_array_equal(batch[k].numpy(), want[k].numpy(), err_msg=k)
+    assert blocks._lru.whole_video and not blocks._lru._seen

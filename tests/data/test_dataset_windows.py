@@ -96,3 +96,37 @@ def test_epoch_batches_order_position_and_state():
     assert list(EpochBatches(10, 3, seed=7, drop_last=False))[-1] == s.order(0)[9:].tolist()
     with pytest.raises(ValueError, match="batch_size=3, this run has batch_size=4"):
         EpochBatches(10, 4, seed=7).load_state_dict(s.state_dict())
+
+
+def test_block_order_visits_every_sample_once_in_shuffled_groups_of_whole_blocks():
+    from robolearn.data.windows import EpochBatches, block_order
+
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert block_order(50, 1, 4, gen()).tolist() == torch.randperm(50, generator=gen()).tolist()
+    assert sorted(block_order(103, 8, 4, gen()).tolist()) == list(range(103))  # the last block 7 samples long
+    order = block_order(104, 8, 4, gen()).tolist()  # 13 blocks
+    group = 8 * 4  # each run of 4 blocks' samples holds exactly those blocks, shuffled
+    for g in range(0, 104, group):
+        part = order[g:g + group]
+        blocks = {i // 8 for i in part}
+        assert sorted(part) == sorted(i for b in blocks for i in range(b * 8, b * 8 + 8)) and len(blocks) <= 4
+    assert order[:group] != sorted(order[:group])  # shuffled within the group
+    # a resumed sampler keeps the block order it started with, whatever this machine would choose
+    s = EpochBatches(103, 4, seed=1, block=8)
+    assert s.order(0).tolist() == block_order(103, 8, 4, torch.Generator().manual_seed(1 * 1_000_003)).tolist()
+    s.advance()
+    fresh = EpochBatches(103, 4, seed=1)
+    fresh.load_state_dict(s.state_dict())
+    assert fresh.block == 8 and list(fresh) == list(s)
+
+
+def test_block_loader_gives_the_windows_of_the_uniform_loader(two_episodes: Path) -> None:
+    deltas = {"obs": [-1, 0], "act": [0, 1, 2], "cam": [-2, 0]}
+    ds = WindowDataset(two_episodes, deltas, cache=False)
+    assert ds.suggested_block() == 32 and WindowDataset(two_episodes, deltas, cache=True).suggested_block() == 1
+    seen = []
+    for batch in ds.loader(2, block=2, generator=torch.Generator().manual_seed(0)):
+        for k, v in ds.get_batch(batch["index"]).items():
+            np.testing.assert_array_equal(batch[k].numpy(), v.numpy())
+        seen += batch["index"].tolist()
+    assert sorted(seen) == list(range(7))

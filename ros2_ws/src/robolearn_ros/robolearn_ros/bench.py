@@ -98,6 +98,9 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--rt-priority", type=int, default=0,
                     help="run both nodes SCHED_FIFO at this priority (chrt; as a robot computer runs its control "
                          "loop); 0 = normal scheduling")
+    ap.add_argument("--cpus", default="", metavar="POLICY/SIM",
+                    help="pin each node (with its middleware threads) to CPUs with taskset, e.g. '0/1' or '2-3/1', "
+                         "as a robot computer isolates its control loop; empty: no pinning")
     ap.add_argument("--keep", default="", help="directory to keep logs and the artifact in")
     args = ap.parse_args(argv)
 
@@ -118,14 +121,21 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
     log = tmp / "latency.npz"
     log.unlink(missing_ok=True)
     rt = ["chrt", "-f", str(args.rt_priority)] if args.rt_priority else []
+    pin = {"policy": [], "sim": []}
+    if args.cpus:
+        if args.cpus.count("/") != 1:
+            raise SystemExit(f"--cpus {args.cpus!r}: give POLICY/SIM CPU lists, e.g. 0/1")
+        pin = {k: ["taskset", "-c", c] for k, c in zip(("policy", "sim"), args.cpus.split("/"), strict=True)}
     pol = subprocess.Popen(
-        [*rt, str(bin_dir / "robolearn-policy-node"), "--ros-args", "-p", f"artifact:={art}", "-p", f"topic_map:={cfg}",
+        [*pin["policy"], *rt, str(bin_dir / "robolearn-policy-node"), "--ros-args", "-p", f"artifact:={art}",
+         "-p", f"topic_map:={cfg}",
          "-p", "trigger:=input", "-p", f"rate_hz:={args.rate}", "-p", "watchdog_periods:=25",
          "-p", f"async_inference:={not args.sync}", "-p", f"prefetch_steps:={args.prefetch}"],
         env=env, stdout=open(tmp / "policy_node.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     time.sleep(1.0)
     sim = subprocess.Popen(
-        [*rt, str(bin_dir / "robolearn-sim-robot-node"), "--ros-args", "-p", f"publish_rate_hz:={args.rate}",
+        [*pin["sim"], *rt, str(bin_dir / "robolearn-sim-robot-node"), "--ros-args",
+         "-p", f"publish_rate_hz:={args.rate}",
          "-p", f"real_time_factor:={args.physics_rtf}", "-p", "init_scale:=0.0", "-p", f"latency_log:={log}",
          "-p", f"max_cycles:={total}"],
         env=env, stdout=open(tmp / "sim_robot_node.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
@@ -163,7 +173,7 @@ def ros_loop_latency(argv: list[str]) -> dict[str, Any]:
         **_stats(mw), "missed_deadlines": measured - on_time, "cycles": measured, "rate_hz": args.rate,
         "commands_received": int(len(mw)), **_stats(cb, "callback_"), **node_step,
         "policy": _describe(args), **({"async_inference": not args.sync} if args.policy == "act" else {}),
-        "physics_rtf": args.physics_rtf, "rt_priority": args.rt_priority,
+        "physics_rtf": args.physics_rtf, "rt_priority": args.rt_priority, "cpus": args.cpus or "any",
         "wall_rate_hz": round(int(d["published"]) / max(float(d["duration_s"]), 1e-9), 1),
         "sim_overruns": int(d["overruns"]), "logs": str(tmp),
     }
