@@ -246,7 +246,7 @@ class WindowDataset(Dataset):
         cores to spare.
         """
         if batches is None and shuffle and block > 1:
-            batches = _BlockBatches(len(self), batch_size, drop_last, block, generator)
+            batches = _BlockBatches(len(self), batch_size, drop_last, block, generator, lanes=num_workers)
         self._lru.whole_video = int(getattr(batches, "block", 1)) > 1
         if batches is None:
             sampler = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
@@ -260,29 +260,39 @@ class WindowDataset(Dataset):
         return f"WindowDataset('{self.store.name}', samples={self._n}, episodes={len(self.episodes)}, deltas={d})"
 
 
-def block_order(n: int, block: int, mix: int, generator: torch.Generator) -> torch.Tensor:
-    """A permutation of range(n) in block order.
+def block_order(n: int, block: int, batch_size: int, generator: torch.Generator, lanes: int = 1) -> torch.Tensor:
+    """A permutation of range(n) in block order, to be cut into batches of `batch_size`.
 
-    Blocks of `block` consecutive indices in random order, `mix` blocks at a time shuffled together; `block` 1 is
-    `torch.randperm(n)`.
+    Blocks of `block` consecutive indices in random order, `batch_size` blocks at a time shuffled together; `block`
+    1 is `torch.randperm(n)`. With `lanes` > 1 the blocks are dealt to that many lanes and the lanes' full batches
+    take turns (then the rest): a DataLoader hands batches to its workers in turn, so with lanes = workers each
+    worker decodes only its own lane's chunks instead of every worker decoding all of them.
     """
     if block <= 1:
         return torch.randperm(n, generator=generator)
-    nb = -(-n // block)
-    parts = []
+    nb, lanes = -(-n // block), max(1, lanes)
     blocks = torch.randperm(nb, generator=generator)
-    for g in range(0, nb, max(1, mix)):
-        idx = (blocks[g:g + mix, None] * block + torch.arange(block)).reshape(-1)
-        idx = idx[idx < n]
-        parts.append(idx[torch.randperm(len(idx), generator=generator)])
-    return torch.cat(parts)
+    full, rest = [], []
+    for lane in range(lanes):
+        mine, parts = blocks[lane::lanes], []
+        for g in range(0, len(mine), batch_size):
+            idx = (mine[g:g + batch_size, None] * block + torch.arange(block)).reshape(-1)
+            idx = idx[idx < n]
+            parts.append(idx[torch.randperm(len(idx), generator=generator)])
+        order = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
+        cut = len(order) // batch_size * batch_size
+        full.append(order[:cut].reshape(-1, batch_size))
+        rest.append(order[cut:])
+    turns = [f[i] for i in range(max(len(f) for f in full)) for f in full if i < len(f)]
+    return torch.cat([*turns, *rest])
 
 
 class _BlockBatches(Sampler[list[int]]):
     """Batches in block order, a new order each iteration (`loader(block=...)`)."""
 
-    def __init__(self, n: int, batch_size: int, drop_last: bool, block: int, generator: torch.Generator | None):
-        self.n, self.batch_size, self.drop_last, self.block = n, batch_size, drop_last, block
+    def __init__(self, n: int, batch_size: int, drop_last: bool, block: int, generator: torch.Generator | None,
+                 lanes: int = 1) -> None:
+        self.n, self.batch_size, self.drop_last, self.block, self.lanes = n, batch_size, drop_last, block, lanes
         self.generator = generator
 
     def __len__(self) -> int:
@@ -292,7 +302,7 @@ class _BlockBatches(Sampler[list[int]]):
         gen = self.generator
         if gen is None:
             gen = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-        perm = block_order(self.n, self.block, self.batch_size, gen).tolist()
+        perm = block_order(self.n, self.block, self.batch_size, gen, self.lanes).tolist()
         return iter([perm[s:s + self.batch_size] for s in range(0, len(self) * self.batch_size, self.batch_size)])
 
 
@@ -306,13 +316,15 @@ class EpochBatches(Sampler[list[int]]):
     (epoch, cursor) across a restart: iterating again continues with the batch that was next.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, drop_last: bool = True, block: int = 1) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, drop_last: bool = True, block: int = 1,
+                 lanes: int = 1) -> None:
         if n <= 0 or batch_size <= 0:
             raise ValueError(f"EpochBatches needs n > 0 and batch_size > 0, got n={n}, batch_size={batch_size}")
         if drop_last and n < batch_size:
             raise ValueError(f"{n} samples make no full batch of {batch_size} (use drop_last=False)")
         self.n, self.batch_size, self.seed, self.drop_last = n, batch_size, seed, drop_last
         self.block = max(1, int(block))  # block order (module docstring), `batch_size` blocks shuffled together
+        self.lanes = max(1, int(lanes))  # one per DataLoader worker (`block_order`)
         self.epoch, self.cursor = 0, 0
 
     def __len__(self) -> int:
@@ -322,7 +334,7 @@ class EpochBatches(Sampler[list[int]]):
     def order(self, epoch: int) -> torch.Tensor:
         """The sample permutation of `epoch` (a pure function of seed and epoch)."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)  # own stream, global RNG untouched
-        return block_order(self.n, self.block, self.batch_size, gen)
+        return block_order(self.n, self.block, self.batch_size, gen, self.lanes)
 
     def __iter__(self) -> Iterator[list[int]]:
         """The remaining batches of the current epoch, from the cursor."""
@@ -339,7 +351,7 @@ class EpochBatches(Sampler[list[int]]):
     def state_dict(self) -> dict[str, int]:
         """Position and what defines the order (checked on load)."""
         return {"epoch": self.epoch, "cursor": self.cursor, "n": self.n, "batch_size": self.batch_size,
-                "seed": self.seed, "drop_last": int(self.drop_last), "block": self.block}
+                "seed": self.seed, "drop_last": int(self.drop_last), "block": self.block, "lanes": self.lanes}
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
         """Continue from a saved position; a different dataset size, batch size or seed is an error."""
@@ -352,4 +364,4 @@ class EpochBatches(Sampler[list[int]]):
             raise ValueError(f"sampler cursor {int(state['cursor'])} is outside 0..{len(self) - 1}")
         self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
         # the order the run started with, even where this machine would cache the dataset and choose another
-        self.block = int(state.get("block", 1))
+        self.block, self.lanes = int(state.get("block", 1)), int(state.get("lanes", 1))

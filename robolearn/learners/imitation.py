@@ -246,7 +246,8 @@ class ImitationTrainer:
         self.dataset = WindowDataset(store, self.policy.deltas)
         self.sampler = EpochBatches(len(self.dataset), cfg.batch_size, seed=cfg.seed + self.rank,
                                     drop_last=len(self.dataset) >= cfg.batch_size,
-                                    block=cfg.sample_block or self.dataset.suggested_block())
+                                    block=cfg.sample_block or self.dataset.suggested_block(),
+                                    lanes=cfg.num_workers)
         # the loader's own generator seeds its workers, so starting a loader never draws from the global RNG
         gen = torch.Generator().manual_seed(cfg.seed + self.rank)
         self.loader = self.dataset.loader(cfg.batch_size, num_workers=cfg.num_workers, generator=gen,

@@ -111,6 +111,14 @@ def test_block_order_visits_every_sample_once_in_shuffled_groups_of_whole_blocks
         blocks = {i // 8 for i in part}
         assert sorted(part) == sorted(i for b in blocks for i in range(b * 8, b * 8 + 8)) and len(blocks) <= 4
     assert order[:group] != sorted(order[:group])  # shuffled within the group
+    # two lanes (two DataLoader workers): batches take turns, each lane's batches from its own blocks only
+    order = block_order(1000, 8, 16, gen(), lanes=2)
+    assert sorted(order.tolist()) == list(range(1000))
+    batches = order[:1000 // 16 * 16].reshape(-1, 16) // 8
+    lane_blocks = [set(batches[i::2].reshape(-1).tolist()) for i in (0, 1)]
+    full = 2 * min(len(batches[0::2]), len(batches[1::2]))  # the turns; then the longer lane and the rest
+    assert not set(batches[:full:2].reshape(-1).tolist()) & set(batches[1:full:2].reshape(-1).tolist())
+    assert len(lane_blocks[0] | lane_blocks[1]) == 125
     # a resumed sampler keeps the block order it started with, whatever this machine would choose
     s = EpochBatches(103, 4, seed=1, block=8)
     assert s.order(0).tolist() == block_order(103, 8, 4, torch.Generator().manual_seed(1 * 1_000_003)).tolist()
@@ -118,6 +126,9 @@ def test_block_order_visits_every_sample_once_in_shuffled_groups_of_whole_blocks
     fresh = EpochBatches(103, 4, seed=1)
     fresh.load_state_dict(s.state_dict())
     assert fresh.block == 8 and list(fresh) == list(s)
+    two = EpochBatches(103, 4, seed=1, block=8, lanes=2)
+    fresh.load_state_dict(two.state_dict())
+    assert fresh.lanes == 2 and list(fresh) == list(two)
 
 
 def test_block_loader_gives_the_windows_of_the_uniform_loader(two_episodes: Path) -> None:
