@@ -21,6 +21,7 @@ shape in info.json. Camera features (H, W, 3) uint8 become `video` features: a
 camera the store holds as per-episode H.264 MP4 is concatenated by copying its packets with shifted timestamps
 (no decoding or re-encoding, no generation loss); others are encoded (libx264, lossy). The episode's task is a
 string feature of the store (`Feature((), "string")`), written as task_index + tasks.parquet and read back.
+Images that are not RGB (depth, grey, RGBA uint8) are exported as uint8 arrays (nested lists), stats per channel.
 On import both `video` and `image` (PNG/JPEG bytes in the parquet) features are decoded. Export also writes the
 exact robolearn feature specs under info.json "robolearn", so a round trip keeps units, names and dtypes;
 LeRobot ignores the extra key. Both directions build the result beside the destination and rename it when
@@ -217,6 +218,11 @@ def _array_stats(x: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.ndarray]
     return out
 
 
+def _per_channel(st: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-channel stats (C,) of an image exported as an array, shaped (1, 1, C) to broadcast over (H, W, C)."""
+    return {n: v if n == "count" else v.reshape(1, 1, -1) for n, v in st.items()}
+
+
 def _image_stats(hist: np.ndarray, frames: int) -> dict[str, np.ndarray]:
     """LeRobot's per-channel image stats from value histograms (C, 256): values in [0, 1], shaped (C, 1, 1).
 
@@ -292,13 +298,14 @@ def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os
     if src.num_episodes == 0:
         raise DatasetError(src.name, "has no episodes; nothing to export")
     tkey = None if task_text is not None else _task_key(src, task_key)
-    for k, f in src.features.items():
+    for k in src.features:
         if k in BOOKKEEPING:
             raise DatasetError(src.name, "is a LeRobot bookkeeping column name; rename the feature", key=k)
-        if f.image and f.shape[-1] != 3:
-            raise DatasetError(src.name, f"image {f.shape}: only RGB (H, W, 3) cameras export as LeRobot video", key=k)
     fps = src.fps
-    cams = [k for k, f in src.features.items() if f.image]
+    cams = [k for k, f in src.features.items() if f.image and f.shape[-1] == 3]
+    # other images (depth, grey, RGBA) are arrays to LeRobot: nested uint8 lists (its Array3D), stats per channel
+    # shaped (1, 1, C) so they broadcast over the image instead of one value per pixel
+    grids = {k: f.shape[-1] for k, f in src.features.items() if f.image and k not in cams}
     plain = [k for k in src.features if k not in cams and k != tkey]
     numeric = [k for k in plain if not src.features[k].is_string]
     copy_fmt = {k: _remuxable(src, k) if remux else None for k in cams}
@@ -350,7 +357,9 @@ def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os
             row: dict[str, Any] = {"episode_index": e, "tasks": [ep_tasks[e]], "length": n,
                                    "data/chunk_index": data_roll.chunk, "data/file_index": data_roll.file,
                                    "dataset_from_index": start, "dataset_to_index": stop}
-            stats: dict[str, dict[str, np.ndarray]] = {k: _array_stats(d[k], src.features[k].shape) for k in numeric}
+            stats: dict[str, dict[str, np.ndarray]] = {
+                k: _array_stats(d[k], src.features[k].shape) if k not in grids else
+                _per_channel(_array_stats(d[k].reshape(-1, grids[k]), (grids[k],))) for k in numeric}
             picks = stats_sample(n)
             for k in cams:
                 if copy_fmt[k]:  # only the sampled frames are converted to RGB, for stats
@@ -397,7 +406,7 @@ def export_lerobot(source: str | os.PathLike[str] | EpisodeStore, dest: str | os
         glob = compute_stats(src, numeric, quantiles=LEROBOT_QUANTILES) if numeric else {}
         stats_json: dict[str, Any] = {}
         for k in numeric:
-            shape = src.features[k].shape or (1,)
+            shape = (1, 1, grids[k]) if k in grids else src.features[k].shape or (1,)
             stats_json[k] = {n: (np.asarray(v).reshape(shape) if n != "count" else np.array([int(v)])).tolist()
                              for n, v in glob[k].items()}
         for k in cams:

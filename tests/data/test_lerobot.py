@@ -429,3 +429,17 @@ def test_two_dimensional_features_are_exported_as_lists_of_lists_and_come_back(t
     assert t.column("observation.grid").to_pylist()[1] == [[6, 7, 8], [9, 10, 11]]  # what LeRobot's Array2D reads
     back = import_lerobot(tmp_path / "lr", tmp_path / "back.zarr")
     np.testing.assert_array_equal(back.read_episode(0)["observation.grid"], grid)
+
+
+def test_a_depth_camera_exports_as_a_uint8_array_with_per_channel_stats(tmp_path):
+    feats = {"observation.images.depth": Feature((6, 8, 1), "uint8"), "action": Feature((2,))}
+    depth = (np.arange(5 * 48).reshape(5, 6, 8, 1) % 200).astype(np.uint8)
+    with EpisodeWriter(tmp_path / "d.zarr", feats, fps=10) as w:
+        w.add_episode({"observation.images.depth": depth, "action": np.zeros((5, 2), np.float32)})
+    main(["dataset", "convert", str(tmp_path / "d.zarr"), str(tmp_path / "lr"), "--to", "lerobot"])
+    info = json.loads((tmp_path / "lr/meta/info.json").read_text())["features"]["observation.images.depth"]
+    assert info["dtype"] == "uint8" and info["shape"] == [6, 8, 1] and not (tmp_path / "lr/videos").exists()
+    stats = json.loads((tmp_path / "lr/meta/stats.json").read_text())["observation.images.depth"]
+    assert np.asarray(stats["mean"]).shape == (1, 1, 1) and stats["max"] == [[[199.0]]]  # per channel, raw values
+    back = import_lerobot(tmp_path / "lr", tmp_path / "back.zarr")
+    np.testing.assert_array_equal(back.read_episode(0)["observation.images.depth"], depth)  # lossless
