@@ -87,6 +87,26 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(kind, tmp_path):
     assert resumed.optimizer.state_dict()["state"][0]["step"] == whole.optimizer.state_dict()["state"][0]["step"]
 
 
+def test_block_order_resumes_exactly_and_is_chosen_for_a_store_that_is_not_cached(tmp_path, monkeypatch):
+    data = write_fixture(tmp_path / "fix.zarr", images=False)
+    whole = ImitationTrainer(run_cfg("act", data, sample_block=2), run_dir=tmp_path / "whole", quiet=True)
+    assert whole.sampler.block == 2
+    whole.train()
+    first = ImitationTrainer(run_cfg("act", data, sample_block=2), run_dir=tmp_path / "killed", quiet=True)
+    kill_after(first, 5)
+    with pytest.raises(Killed):
+        first.train()
+    resumed = ImitationTrainer.resume(tmp_path / "killed", kind="act", quiet=True)
+    assert resumed.sampler.block == 2
+    resumed.train()
+    assert losses(resumed.history) == losses(whole.history)
+    # too little memory to cache the store: block order by itself (0 = automatic)
+    monkeypatch.setattr("robolearn.data.windows.available_memory", lambda: 0)
+    uncached = ImitationTrainer(run_cfg("act", data, steps=2), run_dir=tmp_path / "uncached", quiet=True)
+    assert not uncached.dataset.cached and uncached.sampler.block == uncached.dataset.suggested_block() >= 32
+    assert uncached.train()["steps"] == 2
+
+
 def test_cli_resume_in_a_new_process_state(tmp_path, capsys):
     """`robolearn train act --resume RUN_DIR` (and `train --resume`) after a kill: same final checkpoint."""
     data = write_fixture(tmp_path / "fix.zarr", images=False)
