@@ -94,6 +94,30 @@ TASKS: dict[str, TaskEntry] = {
         "robosuite 1.5 Lift, Panda (runs in .venv-robosuite: robosuite needs MuJoCo <= 3.9; `make ext-envs`)",
         extra="robosuite",
     ),
+    "robosuite-stack": TaskEntry(
+        "robolearn.envs.robosuite_env:RobosuiteStackEnv",
+        "robolearn.envs.robosuite_env:RobosuiteLongCfg",
+        "robosuite 1.5 Stack, Panda: cube A onto cube B (.venv-robosuite)",
+        extra="robosuite",
+    ),
+    "robosuite-door": TaskEntry(
+        "robolearn.envs.robosuite_env:RobosuiteDoorEnv",
+        "robolearn.envs.robosuite_env:RobosuiteDoorCfg",
+        "robosuite 1.5 Door, Panda: turn the handle, open the door (.venv-robosuite)",
+        extra="robosuite",
+    ),
+    "robosuite-pick-place-can": TaskEntry(
+        "robolearn.envs.robosuite_env:RobosuitePickPlaceCanEnv",
+        "robolearn.envs.robosuite_env:RobosuiteLongCfg",
+        "robosuite 1.5 PickPlaceCan (robomimic 'can'), Panda: the can into its bin (.venv-robosuite)",
+        extra="robosuite",
+    ),
+    "robosuite-nut-assembly-square": TaskEntry(
+        "robolearn.envs.robosuite_env:RobosuiteNutAssemblySquareEnv",
+        "robolearn.envs.robosuite_env:RobosuiteLongCfg",
+        "robosuite 1.5 NutAssemblySquare (robomimic 'square'), Panda: the nut onto its peg (.venv-robosuite)",
+        extra="robosuite",
+    ),
 }
 
 

@@ -6,6 +6,10 @@ python named by the config field `python`), which holds N robosuite envs and exc
 process over pipes (see the worker's docstring). Everything here is the ordinary batched-env contract: torch tensors
 in and out, auto-reset, reward terms, success metrics.
 
+Tasks: `robosuite-lift`, `robosuite-stack`, `robosuite-door`, `robosuite-pick-place-can` (robomimic's "can") and
+`robosuite-nut-assembly-square` (robomimic's "square"), all with a Panda; below for Lift, the others differ only
+in their object observations (the "critic" group) and episode length (Lift 200 steps, Door 300, the others 400).
+
 `robosuite-lift`: robosuite's Lift with a Panda and its default controller (OSC_POSE on the arm, 20 Hz):
 actions are robosuite's own normalized ones — end-effector translation (±0.05 m) and rotation (±0.5 rad,
 axis-angle) per step, gripper −1 open … 1 closed. "policy" is the robot's proprioception (joint cos/sin and
@@ -50,6 +54,27 @@ PANDA_PROPRIO = (("robot0_joint_pos_cos", 7, "", "cos of the arm joint angles"),
 LIFT_OBJECT = (("cube_pos", 3, "m", "cube position"),
                ("cube_quat", 4, "", "cube orientation (x, y, z, w)"),
                ("gripper_to_cube_pos", 3, "m", "cube position relative to the gripper"))
+STACK_OBJECT = (("cubeA_pos", 3, "m", "cube A (to pick up) position"),
+                ("cubeA_quat", 4, "", "cube A orientation (x, y, z, w)"),
+                ("cubeB_pos", 3, "m", "cube B (to stack on) position"),
+                ("cubeB_quat", 4, "", "cube B orientation (x, y, z, w)"),
+                ("gripper_to_cubeA", 3, "m", "cube A relative to the gripper"),
+                ("gripper_to_cubeB", 3, "m", "cube B relative to the gripper"),
+                ("cubeA_to_cubeB", 3, "m", "cube B relative to cube A"))
+DOOR_OBJECT = (("door_pos", 3, "m", "door position"),
+               ("handle_pos", 3, "m", "handle position"),
+               ("door_to_eef_pos", 3, "m", "door relative to the end effector"),
+               ("handle_to_eef_pos", 3, "m", "handle relative to the end effector"),
+               ("hinge_qpos", 1, "rad", "door hinge angle"),
+               ("handle_qpos", 1, "rad", "handle angle"))
+
+
+def _pick_object(name: str, what: str) -> tuple[tuple[str, int, str, str], ...]:
+    """The observations of one object of robosuite PickPlace / NutAssembly (its `<name>_*` keys)."""
+    return ((f"{name}_pos", 3, "m", f"{what} position"),
+            (f"{name}_quat", 4, "", f"{what} orientation (x, y, z, w)"),
+            (f"{name}_to_robot0_eef_pos", 3, "m", f"{what} position in the end-effector frame"),
+            (f"{name}_to_robot0_eef_quat", 4, "", f"{what} orientation in the end-effector frame"))
 
 
 class RobosuiteWorkerError(RobolearnError):
@@ -70,6 +95,20 @@ class RobosuiteCfg(EnvCfg):
     """The robosuite venv's python; empty: $ROBOLEARN_EXT_VENVS or the repository root, then .venv-robosuite."""
     reward_scales: dict[str, float] = field(default_factory=lambda: {"task": 1.0})
     """task: robosuite's shaped reward per step."""
+
+
+@dataclass(kw_only=True)
+class RobosuiteLongCfg(RobosuiteCfg):
+    """Stack, pick-place and nut assembly: 400 steps at 20 Hz, robomimic's horizon for its robosuite tasks."""
+
+    episode_length_s: float = 20.0
+
+
+@dataclass(kw_only=True)
+class RobosuiteDoorCfg(RobosuiteCfg):
+    """Door: 300 steps at 20 Hz."""
+
+    episode_length_s: float = 15.0
 
 
 class RobosuiteEnv(BatchedEnv[RobosuiteCfg]):
@@ -203,6 +242,35 @@ class RobosuiteEnv(BatchedEnv[RobosuiteCfg]):
         self._store(env_ids.cpu(), out)
         self.succeeded[env_ids] = False
         self.ever_succeeded[env_ids] = False
+
+
+class RobosuiteStackEnv(RobosuiteEnv):
+    """robosuite Stack: put the red cube on the green one."""
+
+    task_name, env_name, object_terms = "robosuite-stack", "Stack", STACK_OBJECT
+    description = "robosuite 1.5 Stack with a Panda (own venv, MuJoCo <= 3.9): put cube A on cube B"
+
+
+class RobosuiteDoorEnv(RobosuiteEnv):
+    """robosuite Door: turn the handle and open the door."""
+
+    task_name, env_name, object_terms = "robosuite-door", "Door", DOOR_OBJECT
+    description = "robosuite 1.5 Door with a Panda (own venv, MuJoCo <= 3.9): turn the handle, open the door"
+
+
+class RobosuitePickPlaceCanEnv(RobosuiteEnv):
+    """robosuite PickPlaceCan (robomimic's "can"): move the can into its bin."""
+
+    task_name, env_name, object_terms = "robosuite-pick-place-can", "PickPlaceCan", _pick_object("Can", "can")
+    description = "robosuite 1.5 PickPlaceCan with a Panda (own venv, MuJoCo <= 3.9): put the can in its bin"
+
+
+class RobosuiteNutAssemblySquareEnv(RobosuiteEnv):
+    """robosuite NutAssemblySquare (robomimic's "square"): fit the square nut on its peg."""
+
+    task_name, env_name = "robosuite-nut-assembly-square", "NutAssemblySquare"
+    object_terms = _pick_object("SquareNut", "square nut")
+    description = "robosuite 1.5 NutAssemblySquare with a Panda (own venv, MuJoCo <= 3.9): nut onto its peg"
 
 
 def _stop(proc: subprocess.Popen) -> None:

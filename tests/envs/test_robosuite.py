@@ -57,3 +57,24 @@ def test_robosuite_lift_steps_resets_and_moves_where_commanded() -> None:
     finally:
         env.close()
     assert env._proc.poll() is not None  # the worker is gone
+
+
+@needs_robosuite
+@pytest.mark.parametrize("task", ["robosuite-stack", "robosuite-door", "robosuite-pick-place-can",
+                                  "robosuite-nut-assembly-square"])
+def test_more_robosuite_tasks_observe_their_objects_and_run_episodes(task: str) -> None:
+    env = registry.make(task, num_envs=2, seed=0, episode_length_s=0.25)  # 5 steps at 20 Hz
+    try:
+        obs, critic = env.reset(), env.spec.obs_dims["critic"]
+        assert {k: tuple(v.shape) for k, v in obs.items()} == {"policy": (2, 32), "critic": (2, critic)}
+        objects = obs["critic"][:, 32:]  # this task's object observations (the worker checked every key exists)
+        assert torch.isfinite(objects).all() and objects.abs().sum() > 0
+        if task != "robosuite-door":  # the door's placement is fixed; the objects of the others are placed at random
+            assert not torch.allclose(objects[0], objects[1])
+        for _ in range(5):
+            res = env.step(torch.zeros(2, 7))
+        assert res.truncated.all() and torch.isfinite(res.reward).all()
+        assert "episode/success" in res.info["log"]
+    finally:
+        env.close()
+    assert registry.entry(task).extra == "robosuite" and task in registry.TASKS
