@@ -18,8 +18,9 @@ Reward: robosuite's shaped Lift reward (≤ 1 per step); success (robosuite's `_
 episode. `state_dict` / `load_state_dict` carry robosuite's MuJoCo state (from and to the worker) with robolearn's
 tensors, so observations right after a load are identical; robosuite's controller and gripper internals (the
 gripper's rate-limited command, solver warm start) are not carried, so a resumed rollout is close to, not bit-equal
-with, the original (max |Δobs| ≈ 0.05 after 5 random-action steps). Limits: no cameras; one worker process steps
-the N envs one after the other (~12 ms per env step on a 2-core CPU).
+with, the original (max |Δobs| ≈ 0.05 after 5 random-action steps). `cameras` (robosuite's camera names) adds
+rgb_<camera> images to the policy group, rendered offscreen in the worker (EGL) and turned top row first. Limits:
+one worker process steps the N envs one after the other (~12 ms per env step on a 2-core CPU without cameras).
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ class RobosuiteCfg(EnvCfg):
     """The robosuite venv's python; empty: $ROBOLEARN_EXT_VENVS or the repository root, then .venv-robosuite."""
     reward_scales: dict[str, float] = field(default_factory=lambda: {"task": 1.0})
     """task: robosuite's shaped reward per step."""
+    cameras: tuple[str, ...] = ()
+    """robosuite cameras rendered into obs["policy"] as rgb_<camera> (e.g. agentview, robot0_eye_in_hand)."""
+    image_size: tuple[int, int] = (84, 84)
+    """(height, width) of the camera images (robomimic's 84 x 84)."""
 
 
 @dataclass(kw_only=True)
@@ -161,7 +166,8 @@ class RobosuiteEnv(BatchedEnv[RobosuiteCfg]):
         dims = self._call("init", {"env_name": self.env_name, "robot": self.robot,
                                    "control_freq": round(1.0 / cfg.step_dt), "num_envs": cfg.num_envs,
                                    "seed": seed, "policy_keys": [t[0] for t in self.policy_terms],
-                                   "critic_keys": [t[0] for t in self.policy_terms + self.object_terms]})[0]
+                                   "critic_keys": [t[0] for t in self.policy_terms + self.object_terms],
+                                   "cameras": list(cfg.cameras), "image_size": list(cfg.image_size)})[0]
         want = {"policy_dim": self.spec.obs_dims["policy"], "critic_dim": self.spec.obs_dims["critic"],
                 "action_dim": self.spec.action.dim}
         got = {k: dims[k] for k in want}
@@ -171,6 +177,7 @@ class RobosuiteEnv(BatchedEnv[RobosuiteCfg]):
         n = self.num_envs
         self.obs_policy = torch.zeros(n, want["policy_dim"])
         self.obs_critic = torch.zeros(n, want["critic_dim"])
+        self.images = {f"rgb_{c}": torch.zeros(n, *cfg.image_size, 3, dtype=torch.uint8) for c in cfg.cameras}
         self.task_reward = torch.zeros(n)
         self.succeeded = torch.zeros(n, dtype=torch.bool)
         self.ever_succeeded = torch.zeros(n, dtype=torch.bool)
@@ -224,9 +231,18 @@ class RobosuiteEnv(BatchedEnv[RobosuiteCfg]):
     def _store(self, ids: Tensor, out: dict[str, np.ndarray]) -> None:
         self.obs_policy[ids] = torch.from_numpy(out["policy"])
         self.obs_critic[ids] = torch.from_numpy(out["critic"])
+        for k, img in self.images.items():
+            img[ids] = torch.from_numpy(out[k])
+
+    def image_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes (without the env dimension) of the image terms in obs["policy"]."""
+        return {k: tuple(v.shape[1:]) for k, v in self.images.items()}
 
     def _observe(self) -> Obs:
-        return {"policy": self.obs_policy.clone(), "critic": self.obs_critic.clone()}
+        if not self.images:
+            return {"policy": self.obs_policy.clone(), "critic": self.obs_critic.clone()}
+        return {"policy": {"state": self.obs_policy.clone(), **{k: v.clone() for k, v in self.images.items()}},
+                "critic": self.obs_critic.clone()}
 
     def _reward_terms(self) -> dict[str, Tensor]:
         return {"task": self.task_reward}

@@ -7,8 +7,9 @@ is numpy's own .npy (readable across numpy 1.x/2.x, which the two venvs hold):
 
     message = one JSON line {"cmd" | "error" | ..., "arrays": [names], "sizes": [bytes]}, then the .npy records
 
-Commands: init {env_name, robot, control_freq, num_envs, seed, policy_keys, critic_keys} → dims;
-reset [ids] → policy, critic of those envs; step [action (N, A)] → policy, critic, reward, success;
+Commands: init {env_name, robot, control_freq, num_envs, seed, policy_keys, critic_keys, cameras, image_size} →
+dims; reset [ids] → policy, critic (and rgb_<camera> (N, H, W, 3) uint8 per camera, rows top first) of those envs;
+step [action (N, A)] → policy, critic, images, reward, success;
 get_state → state (N, S) (MuJoCo's flattened physics state); set_state [state] → policy, critic; close.
 """
 
@@ -56,15 +57,23 @@ def recv(f: IO[bytes]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 class _Envs:
-    """The N robosuite envs of one robolearn env (state-only: no renderer, no cameras)."""
+    """The N robosuite envs of one robolearn env (cameras rendered offscreen when asked for)."""
 
     def __init__(self, c: dict[str, Any]) -> None:
         import robosuite as suite
 
-        self.envs = [suite.make(c["env_name"], robots=c["robot"], has_renderer=False, has_offscreen_renderer=False,
-                                use_camera_obs=False, reward_shaping=True, control_freq=c["control_freq"],
-                                horizon=10**9, ignore_done=True, hard_reset=False, seed=c["seed"] + i)
+        self.cameras = list(c.get("cameras") or [])
+        h, w = c.get("image_size") or (84, 84)
+        cams = {"camera_names": self.cameras, "camera_heights": int(h), "camera_widths": int(w)} if self.cameras \
+            else {}
+        self.envs = [suite.make(c["env_name"], robots=c["robot"], has_renderer=False,
+                                has_offscreen_renderer=bool(self.cameras), use_camera_obs=bool(self.cameras), **cams,
+                                reward_shaping=True, control_freq=c["control_freq"], horizon=10**9, ignore_done=True,
+                                hard_reset=False, seed=c["seed"] + i)
                      for i in range(c["num_envs"])]
+        from robosuite import macros  # robosuite's images are bottom row first unless its convention says otherwise
+
+        self.flip = getattr(macros, "IMAGE_CONVENTION", "opengl") == "opengl"
         self.keys = {"policy": list(c["policy_keys"]), "critic": list(c["critic_keys"])}
         self.obs = [e.reset() for e in self.envs]
         missing = sorted({k for ks in self.keys.values() for k in ks} - set(self.obs[0]))
@@ -77,8 +86,12 @@ class _Envs:
         return np.stack([np.concatenate([np.ravel(self.obs[i][k]) for k in self.keys[name]]) for i in ids])
 
     def observe(self, ids: list[int]) -> dict[str, np.ndarray]:
-        return {"policy": self.group("policy", ids).astype(np.float32),
-                "critic": self.group("critic", ids).astype(np.float32)}
+        out = {"policy": self.group("policy", ids).astype(np.float32),
+               "critic": self.group("critic", ids).astype(np.float32)}
+        for cam in self.cameras:
+            img = np.stack([self.obs[i][f"{cam}_image"] for i in ids])
+            out[f"rgb_{cam}"] = np.ascontiguousarray(img[:, ::-1] if self.flip else img, dtype=np.uint8)
+        return out
 
     def reset(self, ids: list[int]) -> dict[str, np.ndarray]:
         for i in ids:

@@ -78,3 +78,27 @@ def test_more_robosuite_tasks_observe_their_objects_and_run_episodes(task: str) 
     finally:
         env.close()
     assert registry.entry(task).extra == "robosuite" and task in registry.TASKS
+
+
+@needs_robosuite
+def test_robosuite_cameras_render_upright_images_into_the_policy_group() -> None:
+    env = registry.make("robosuite-lift", num_envs=2, seed=0, cameras=("agentview", "robot0_eye_in_hand"),
+                        image_size=(48, 64))
+    try:
+        obs = env.reset()
+        assert env.image_shapes() == {"rgb_agentview": (48, 64, 3), "rgb_robot0_eye_in_hand": (48, 64, 3)}
+        assert {k: (tuple(v.shape), v.dtype) for k, v in obs["policy"].items()} == {
+            "state": ((2, 32), torch.float32), "rgb_agentview": ((2, 48, 64, 3), torch.uint8),
+            "rgb_robot0_eye_in_hand": ((2, 48, 64, 3), torch.uint8)}
+        front = obs["policy"]["rgb_agentview"].float()
+        # upright: the robot and the floor behind it at the top, the white table in front at the bottom
+        assert front[:, -12:].mean() > front[:, :12].mean() + 20
+        hand = obs["policy"]["rgb_robot0_eye_in_hand"].clone()
+        up = torch.zeros(2, 7)
+        up[:, 2] = 1.0
+        for _ in range(3):
+            res = env.step(up)
+        moved = (res.obs["policy"]["rgb_robot0_eye_in_hand"].float() - hand.float()).abs().mean()
+        assert moved > 2.0, f"the wrist camera did not see the arm move ({moved:.2f} levels)"
+    finally:
+        env.close()
