@@ -299,10 +299,24 @@ class TD3:
         return {k: torch.stack([step[k] for step in self.pending]) for k in self.pending[0]}
 
     def warm_start(self, state: dict) -> list[str]:
-        """Start from another run's actor (any learner's); the critics, buffer and optimizers start fresh."""
+        """Start from another run's actor (any learner's), and from a TD3 run's critics when their shapes match.
+
+        The buffer, optimizers and counters start fresh. A fresh critic under a good actor pulled it apart within
+        ~20k actor updates on quadrotor-hover (BENCHMARKS.md, "TD3 from scratch"), so a TD3 source's critics come
+        along (its targets too).
+        """
         self.actor.load_state_dict(state["actor"])
-        self.actor_target.load_state_dict(state["actor"])
-        return ["actor"]
+        self.actor_target.load_state_dict(state.get("actor_target", state["actor"]))
+        loaded = ["actor"]
+        critics, norm = state.get("critics", {}), state.get("critic_norm", {})
+        mine = {**self.critics.state_dict(), **{f"norm.{k}": v for k, v in self.critic_norm.state_dict().items()}}
+        theirs = {**critics, **{f"norm.{k}": v for k, v in norm.items()}}
+        if mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape for k in mine):
+            self.critics.load_state_dict(critics)
+            self.critics_target.load_state_dict(state.get("critics_target", critics))
+            self.critic_norm.load_state_dict(norm)
+            loaded.append("critics")
+        return loaded
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` saved."""

@@ -133,7 +133,9 @@ def test_init_from_warm_starts_the_actor_and_nothing_else(learner, tmp_path):
         assert torch.equal(warm.learner.log_std, source.learner.log_std)
         assert warm.learner.env_steps == 0  # counters and optimizer start fresh
     else:
-        assert warm.warm_started == ["actor"]
+        assert warm.warm_started == ["actor", "critics"]  # a fresh critic would pull a good actor apart
+        for k, v in warm.learner.critics_target.state_dict().items():
+            assert torch.equal(v, source.learner.critics_target.state_dict()[k]), k
         assert warm.learner.replay.size == 0
     assert warm.iteration == 0
     summary = warm.train()
