@@ -172,7 +172,8 @@ def dataset_windows(args: list[str]) -> dict:
                    help="store the cameras as per-episode MP4 in the store (decoded per window; use --cache off)")
     p.add_argument("--block", type=int, default=1,
                    help="training order: 1 uniform; N > 1 block order with blocks of N windows (data/windows.py); "
-                        "0: the dataset's suggestion (1 when cached, else its chunk length), as imitation training")
+                        "0: the dataset's suggestion (1 when cached, else its camera chunk length, at least 32), "
+                        "as imitation training")
     p.add_argument("--lerobot-python", metavar="PYTHON",
                    help="also time LeRobot's own loader: export the store to LeRobot v3.0 and run LeRobotDataset + "
                         "DataLoader on the same windows in PYTHON, an interpreter with lerobot installed")
@@ -270,10 +271,10 @@ def _lerobot_loader(python: str, store: Path, dest: Path, deltas: dict[str, list
     if not dest.exists():
         export_lerobot(store, dest, gop=2, remux=False)
     script = Path(__file__).with_name("lerobot_loader_timing.py")
-    rates = []
+    rates, fps = [], EpisodeStore(store).fps
     for nw in workers:  # a fresh process per worker count, as in LeRobot's training: its decoders open in the
         # parent do not survive a fork into DataLoader workers ("Could not push packet to decoder")
-        spec = {"deltas": deltas, "fps": EpisodeStore(store).fps, "batch_size": batch_size, "batches": batches,
+        spec = {"deltas": deltas, "fps": fps, "batch_size": batch_size, "batches": batches,
                 "workers": [nw], "video_backend": backend}
         r = subprocess.run([python, str(script), str(dest), json.dumps(spec)], capture_output=True, text=True)
         if r.returncode != 0:

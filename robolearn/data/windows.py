@@ -14,9 +14,10 @@ Training order: `EpochBatches` gives each epoch a permutation seeded by (seed, e
 state, so a resumed run continues with exactly the batch that was next.
 
 Block order (`block` > 1) is for stores too large to cache: the epoch visits blocks of `block` consecutive samples
-in random order, `mix` blocks at a time with their samples shuffled together (a shuffle buffer of block × mix
-samples). Every sample is still visited once per epoch and a batch draws from up to `mix` places, but each chunk
-or keyframe interval a block covers is decoded once for all its windows instead of once per window.
+in random order, `batch_size` blocks at a time with their samples shuffled together (a shuffle buffer of
+block × batch_size samples). Every sample is still visited once per epoch and a batch draws from up to
+`batch_size` places, but each chunk or keyframe interval a block covers is decoded once for all its windows
+instead of once per window.
 `suggested_block` picks the store's chunk length when the dataset is not cached, 1 (uniform) when it is.
 """
 
@@ -246,7 +247,8 @@ class WindowDataset(Dataset):
         cores to spare.
         """
         if batches is None and shuffle and block > 1:
-            batches = _BlockBatches(len(self), batch_size, drop_last, block, generator, lanes=num_workers)
+            seed = int(torch.randint(2**31, (), generator=generator))  # the order follows `generator`, as uniform's
+            batches = _BlockBatches(len(self), batch_size, seed, drop_last, block=block, lanes=num_workers)
         self._lru.whole_video = int(getattr(batches, "block", 1)) > 1
         if batches is None:
             sampler = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
@@ -285,25 +287,6 @@ def block_order(n: int, block: int, batch_size: int, generator: torch.Generator,
         rest.append(order[cut:])
     turns = [f[i] for i in range(max(len(f) for f in full)) for f in full if i < len(f)]
     return torch.cat([*turns, *rest])
-
-
-class _BlockBatches(Sampler[list[int]]):
-    """Batches in block order, a new order each iteration (`loader(block=...)`)."""
-
-    def __init__(self, n: int, batch_size: int, drop_last: bool, block: int, generator: torch.Generator | None,
-                 lanes: int = 1) -> None:
-        self.n, self.batch_size, self.drop_last, self.block, self.lanes = n, batch_size, drop_last, block, lanes
-        self.generator = generator
-
-    def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        gen = self.generator
-        if gen is None:
-            gen = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-        perm = block_order(self.n, self.block, self.batch_size, gen, self.lanes).tolist()
-        return iter([perm[s:s + self.batch_size] for s in range(0, len(self) * self.batch_size, self.batch_size)])
 
 
 class EpochBatches(Sampler[list[int]]):
@@ -365,3 +348,12 @@ class EpochBatches(Sampler[list[int]]):
         self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
         # the order the run started with, even where this machine would cache the dataset and choose another
         self.block, self.lanes = int(state.get("block", 1)), int(state.get("lanes", 1))
+
+
+class _BlockBatches(EpochBatches):
+    """Batches in block order for `loader(block=...)`: each iteration is the next epoch, whole."""
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = super().__iter__()
+        self.epoch += 1
+        return batches
