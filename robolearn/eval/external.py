@@ -11,7 +11,8 @@ module level, so the worker imports nothing the external venv lacks.
 
 gym-pusht ↔ robolearn `push-t` (robolearn/envs/manipulation/pusht.py, 1 px = 1 mm, origin at the workspace centre,
 y up): observation terms agent_pos, block_pos [m] and block_angle [rad] are gym-pusht's state through `px_to_world`
-with the angle wrapped to [0, 2π) as push-t observes it (`pusht_px_to_world`);
+with the angle wrapped to [0, 2π) as push-t observes it (`pusht_px_to_world`), and `keypoints` (push-t's
+`observation="keypoints"`) the T's corners at that pose (`pusht_keypoints`);
 the action (normalized, a ↦ 0.256 a m through the manifest's scale/offset) goes back to gym-pusht's target pixels
 through `world_to_px`. With a camera input (`observation.images.top`) gym-pusht runs with obs_type
 "pixels_agent_pos", rendered at the artifact's image size. Success is gym-pusht's own `is_success`
@@ -71,6 +72,22 @@ def pusht_px_to_world(state_px: np.ndarray) -> np.ndarray:
     out[..., 4] = np.mod(-s[..., 4], 2 * math.pi)  # angle = −angle_px, wrapped
     out[..., 4] = np.where(out[..., 4] >= 2 * math.pi, 0.0, out[..., 4])  # float32 rounding of 2π − tiny
     return out
+
+
+PUSHT_RECTS = (((0.0, -15 * PX), (60 * PX, 15 * PX)), ((0.0, -75 * PX), (15 * PX, 45 * PX)))
+"""The T's bar and stem: centre and half sizes in its frame [m] (push-t's BAR and STEM)."""
+
+
+def pusht_keypoints(block: np.ndarray) -> np.ndarray:
+    """(16,) the T's corners at a block reference pose (x, y [m], angle [rad]): push-t's `keypoints` observation.
+
+    Bar first, then stem, each counter-clockwise from its bottom-left corner in the T's frame (push-t's order).
+    """
+    x, y, a = (float(v) for v in block)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    signs = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+    pts = [np.array([x, y]) + rot @ np.asarray(c) + (signs * np.asarray(h)) @ rot.T for c, h in PUSHT_RECTS]
+    return np.concatenate(pts).reshape(-1).astype(np.float32)
 
 
 def pusht_world_to_px(xy: np.ndarray) -> np.ndarray:
@@ -192,7 +209,7 @@ def _pusht_episode_fns(runtime: Any) -> tuple[dict[str, Any], Callable[[Any], An
     """gym.make kwargs, obs → runtime input, physical action [m] → gym-pusht action [px] for a push-t artifact."""
     m = runtime.manifest
     terms = [t["name"] for t in m["observation"]["terms"]]
-    known = {"agent_pos": slice(0, 2), "block_pos": slice(2, 4), "block_angle": slice(4, 5)}
+    known = {"agent_pos": slice(0, 2), "block_pos": slice(2, 4), "block_angle": slice(4, 5), "keypoints": None}
     unknown = [t for t in terms if t not in known]
     if unknown:
         raise ExternalEvalError(f"{runtime.path}: observation terms {unknown} have no gym-pusht counterpart "
@@ -220,7 +237,8 @@ def _pusht_episode_fns(runtime: Any) -> tuple[dict[str, Any], Callable[[Any], An
             return {**{s["key"]: vec[s["offset"]:s["offset"] + s["shape"][0]] for s in floats},
                     images[0]: np.ascontiguousarray(obs["pixels"], dtype=np.uint8)}
         state = pusht_px_to_world(obs)
-        return np.concatenate([state[known[t]] for t in terms]).astype(np.float32)
+        return np.concatenate([pusht_keypoints(state[2:5]) if t == "keypoints" else state[known[t]]
+                               for t in terms]).astype(np.float32)
 
     def act(target_m: np.ndarray) -> np.ndarray:
         return np.clip(pusht_world_to_px(target_m), 0.0, 512.0).astype(np.float32)

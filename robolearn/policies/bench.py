@@ -1,11 +1,15 @@
 """Benchmarks of the imitation policies: training throughput and inference latency per action chunk.
 
 robolearn bench act-train --json [--batch-size 64 --steps 30 --device cpu --threads 0 --images]
+                                [--lerobot-python PY]
 robolearn bench diffusion-train --json [same options]
 robolearn bench policy-latency --json [--repeats 20 --device cpu --threads 1]
 
 Training figures include the data pipeline (WindowDataset batches from a synthetic zarr store of state-only
-quadrotor-sized demos: 146-dim observation, 4-dim action; `--images` adds a 96x96 camera) and the optimizer step.
+quadrotor-sized demos: 146-dim observation, 4-dim action; `--images` adds a 96x96 camera), gradient clipping and
+the optimizer step, as in `robolearn train`. `--lerobot-python PY` also times LeRobot's own implementation of the
+same policy with the same hyperparameters, batch and data, in PY, an interpreter with lerobot installed
+(`lerobot_train_timing.py`; state-only).
 """
 
 from __future__ import annotations
@@ -19,10 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from robolearn.core.errors import ConfigError
+from robolearn.learners.imitation import ImitationRunCfg
 from robolearn.policies.act import ACTConfig, ACTPolicy
 from robolearn.policies.diffusion import DiffusionConfig, DiffusionPolicy
 
 STATE_DIM, ACTION_DIM, CAM = 146, 4, "observation.images.camera"
+STATE_KEYS = {"observation.state": 18, "observation.environment_state": STATE_DIM - 18}
+"""The training benchmarks' state, split in two as LeRobot names it: its ACT needs `observation.state` (its CVAE
+encoder reads it) and, without a camera, also `observation.environment_state`. robolearn's policies concatenate
+both into one vector; LeRobot's ACT gives them one encoder token each (one token more than robolearn's)."""
 
 
 def _synthetic_store(path: Path, frames: int, images: bool) -> Any:
@@ -30,13 +40,13 @@ def _synthetic_store(path: Path, frames: int, images: bool) -> Any:
     from robolearn.data.store import EpisodeStore, EpisodeWriter, Feature
 
     rng = np.random.default_rng(0)
-    feats = {"observation.policy": Feature((STATE_DIM,)), "action": Feature((ACTION_DIM,))}
+    feats = {k: Feature((n,)) for k, n in STATE_KEYS.items()} | {"action": Feature((ACTION_DIM,))}
     if images:
         feats[CAM] = Feature((96, 96, 3), "uint8", axes=("height", "width", "channel"))
     with EpisodeWriter(path, feats, fps=100.0, durable=False) as w:
         for _ in range(max(1, frames // 200)):
-            ep = {"observation.policy": rng.normal(size=(200, STATE_DIM)).astype(np.float32),
-                  "action": rng.uniform(-1, 1, size=(200, ACTION_DIM)).astype(np.float32)}
+            ep = {k: rng.normal(size=(200, n)).astype(np.float32) for k, n in STATE_KEYS.items()}
+            ep |= {"action": rng.uniform(-1, 1, size=(200, ACTION_DIM)).astype(np.float32)}
             if images:
                 ep[CAM] = rng.integers(0, 256, (200, 96, 96, 3), dtype=np.uint8)
             w.add_episode(ep)
@@ -51,6 +61,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--images", action="store_true", help="add a 96x96 camera")
+    if prog != "policy-latency":
+        p.add_argument("--lerobot-python", metavar="PYTHON",
+                       help="also time LeRobot's implementation (same hyperparameters, batch, data) in PYTHON, an "
+                            "interpreter with lerobot installed (`make lerobot-venv`); state-only")
     return p
 
 
@@ -62,7 +76,11 @@ def _train_bench(kind: str, args: list[str]) -> dict[str, Any]:
     a = _parser(f"{kind}-train").parse_args(args)
     if a.threads:
         torch.set_num_threads(a.threads)
-    cls, cfg = (ACTPolicy, ACTConfig()) if kind == "act" else (DiffusionPolicy, DiffusionConfig())
+    if a.lerobot_python and a.images:
+        raise ConfigError("--lerobot-python times state-only policies; drop --images")
+    cls, cfg = ((ACTPolicy, ACTConfig(state_keys=tuple(STATE_KEYS))) if kind == "act"
+                else (DiffusionPolicy, DiffusionConfig(state_keys=tuple(STATE_KEYS))))
+    grad_clip = ImitationRunCfg.grad_clip
     with tempfile.TemporaryDirectory() as tmp:
         store = _synthetic_store(Path(tmp) / "bench.zarr", 2000 if a.images else 10_000, a.images)
         torch.manual_seed(0)
@@ -82,6 +100,7 @@ def _train_bench(kind: str, args: list[str]) -> dict[str, Any]:
             loss, _ = policy(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
             opt.step()
             if hasattr(policy, "ema_update"):
                 policy.ema_update()
@@ -94,10 +113,52 @@ def _train_bench(kind: str, args: list[str]) -> dict[str, Any]:
             step()
         _sync(a.device)
         elapsed = time.perf_counter() - start
-    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-    return {"samples_per_s": round(a.steps * a.batch_size / elapsed, 1), "batch_size": a.batch_size,
-            "params": trainable, "step_ms": round(1000 * elapsed / a.steps, 2), "device": a.device,
-            "images": a.images, "config": "default " + ("ACTConfig" if kind == "act" else "DiffusionConfig")}
+        lerobot = _lerobot_train(a, kind, cfg, store, Path(tmp) / "lerobot") if a.lerobot_python else {}
+    trainable = sum(p.numel() for n, p in policy.named_parameters() if p.requires_grad and not n.startswith("ema."))
+    out = {"samples_per_s": round(a.steps * a.batch_size / elapsed, 1), "batch_size": a.batch_size,
+           "params": trainable, "step_ms": round(1000 * elapsed / a.steps, 2), "device": a.device,
+           "threads": torch.get_num_threads(), "images": a.images,
+           "config": "default " + ("ACTConfig" if kind == "act" else "DiffusionConfig")}
+    if lerobot:
+        out["lerobot"] = lerobot
+        out["speedup_vs_lerobot"] = round(out["samples_per_s"] / lerobot["samples_per_s"], 2)
+    return out
+
+
+def _lerobot_config(kind: str, cfg: Any) -> dict[str, Any]:
+    """LeRobot's config fields for the same network as robolearn's `cfg` (the parameter counts are reported)."""
+    if kind == "act":
+        return {"chunk_size": cfg.chunk_size, "n_action_steps": 1,
+                "temporal_ensemble_coeff": cfg.temporal_ensemble_coef,
+                "dim_model": cfg.dim_model, "n_heads": cfg.n_heads, "dim_feedforward": cfg.dim_feedforward,
+                "n_encoder_layers": cfg.n_encoder_layers, "n_decoder_layers": cfg.n_decoder_layers,
+                "n_vae_encoder_layers": cfg.n_vae_encoder_layers, "latent_dim": cfg.latent_dim,
+                "use_vae": cfg.use_vae, "dropout": cfg.dropout, "kl_weight": cfg.kl_weight,
+                "pretrained_backbone_weights": None}
+    return {"n_obs_steps": cfg.n_obs_steps, "horizon": cfg.horizon, "n_action_steps": cfg.n_action_steps,
+            "down_dims": list(cfg.down_dims), "kernel_size": cfg.kernel_size, "n_groups": cfg.n_groups,
+            "diffusion_step_embed_dim": cfg.timestep_embed_dim, "num_train_timesteps": cfg.num_train_timesteps,
+            "beta_schedule": cfg.beta_schedule, "prediction_type": cfg.prediction_type,
+            "clip_sample": cfg.clip_sample,
+            "drop_n_last_frames": cfg.horizon - cfg.n_action_steps - cfg.n_obs_steps + 1}
+
+
+def _lerobot_train(a: argparse.Namespace, kind: str, cfg: Any, store: Any, dest: Path) -> dict[str, Any]:
+    """LeRobot's training iteration on the same store exported to LeRobot v3.0, run in `a.lerobot_python`."""
+    import json
+    import subprocess
+
+    from robolearn.data.lerobot import export_lerobot
+
+    export_lerobot(store, dest)
+    spec = {"policy": kind, "config": _lerobot_config(kind, cfg), "batch_size": a.batch_size, "steps": a.steps,
+            "threads": a.threads or torch.get_num_threads(), "device": a.device}
+    script = Path(__file__).with_name("lerobot_train_timing.py")
+    r = subprocess.run([a.lerobot_python, str(script), str(dest), json.dumps(spec)], capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = "\n".join(r.stderr.strip().splitlines()[-5:])
+        raise ConfigError(f"--lerobot-python {a.lerobot_python}: LeRobot's {kind} training failed on {dest}:\n{tail}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def act_train(args: list[str]) -> dict[str, Any]:

@@ -17,10 +17,11 @@ from robolearn.cli.main import main as cli
 from robolearn.data.stats import compute_stats, load_stats, save_stats
 from robolearn.data.store import EpisodeStore, EpisodeWriter, Feature
 from robolearn.envs import registry
-from robolearn.envs.manipulation.pusht import coverage, px_to_world, world_to_px
+from robolearn.envs.manipulation.pusht import coverage, keypoints, px_to_world, world_to_px
 from robolearn.eval.external import (
     ExternalEvalError,
     evaluate_external,
+    pusht_keypoints,
     pusht_px_to_world,
     pusht_world_to_px,
     venv_missing_reason,
@@ -98,6 +99,20 @@ def test_numpy_mappings_match_the_task() -> None:
     np.testing.assert_allclose(pusht_px_to_world(px)[:, :4], world.numpy()[:, :4], atol=1e-6)
     np.testing.assert_allclose(pusht_px_to_world(px)[:, 4], np.mod(world.numpy()[:, 4], 2 * math.pi), atol=1e-6)
     np.testing.assert_allclose(pusht_world_to_px(world[:, :2].numpy()), world_to_px(world).numpy()[:, :2], atol=1e-3)
+    kp = np.stack([pusht_keypoints(w) for w in pusht_px_to_world(px)[:, 2:5]])
+    np.testing.assert_allclose(kp, keypoints(world[:, 2:5]).numpy(), atol=1e-6)  # wrapping does not move corners
+
+
+def test_keypoint_observation_is_the_t_outline():
+    env = registry.make("push-t", num_envs=3, observation="keypoints")
+    obs = env.reset()
+    assert obs["policy"].shape == (3, 18) and env.spec.obs_dims["policy"] == 18
+    torch.testing.assert_close(obs["policy"][:, :2], env.agent_pos)
+    corners = obs["policy"][:, 2:].reshape(3, 2, 4, 2)  # bar, stem; 4 corners each
+    side = (corners - corners.roll(-1, dims=2)).norm(dim=-1)  # edge lengths: bar 120 x 30 mm, stem 30 x 90 mm
+    torch.testing.assert_close(side[:, 0], torch.tensor([0.12, 0.03, 0.12, 0.03]).expand(3, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(side[:, 1], torch.tensor([0.03, 0.09, 0.03, 0.09]).expand(3, 4), atol=1e-5, rtol=0)
+    assert env.expert_action(obs).shape == (3, 2)  # the expert reads the critic's true state
 
 
 # gym-pusht body states [px, rad] whose block angles lie outside [0, 2π) or are negative (gym-pusht's reset draws

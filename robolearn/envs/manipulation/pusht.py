@@ -13,9 +13,11 @@ The goal (256, 256, π/4) px/rad is (0, 0, −π/4) here.
 
 Observations ("policy"): `state` mode (default) is gym-pusht's state (agent x, y, block x, y, block angle in
 [0, 2π)) in metres/radians, where the block position is the T's reference point (the middle of the bar's top
-edge), as in gym-pusht. With `cameras=("top",)` the policy group becomes {"state": agent position (2),
-"rgb_top": (H, W, 3) uint8} — gym-pusht's `pixels_agent_pos`. "critic" adds velocities, the block's centre of
-gravity, the coverage and the randomized parameters.
+edge), as in gym-pusht. `observation="keypoints"` replaces the block's position and angle by the 8 corners of the
+T's two rectangles (16 values, `keypoints`): gym-pusht's `environment_state_agent_pos` and the low-dimensional
+input of Chi et al., continuous where the angle wraps. With `cameras=("top",)` the policy group becomes
+{"state": agent position (2), "rgb_top": (H, W, 3) uint8} — gym-pusht's `pixels_agent_pos`. "critic" adds
+velocities, the block's centre of gravity, the coverage and the randomized parameters.
 
 Actions: the absolute agent target position, normalized: a ∈ [-1, 1]² ↦ 0.256 a m (= [0, 512] px).
 
@@ -119,6 +121,12 @@ def _clipped_edge_area(p0: Tensor, p1: Tensor, centre: Tensor, angle: Tensor, ha
     return torch.where(hi > lo, area, torch.zeros_like(area))
 
 
+def keypoints(block_pose: Tensor) -> Tensor:
+    """(..., 16) the corners (x, y) of the T's bar, then its stem, at reference poses (..., 3) [m]."""
+    corners, _ = _edges(*_rectangles(block_pose))  # (..., 2, 4, 2)
+    return corners.flatten(-3)
+
+
 def coverage(block_pose: Tensor, goal_pose: Tensor | None = None, tol: float | None = None) -> Tensor:
     """Fraction of the goal T covered by the block: area(block ∩ goal) / area(goal), exact and batched (N,).
 
@@ -169,6 +177,9 @@ class PushTCfg(EnvCfg):
     """Physics backend: MuJoCo on the CPU, or MuJoCo Warp (GPU, or warp's CPU device when device is 'cpu')."""
     fallback_to_cpu: bool = False
     """mjwarp on device 'cuda' without CUDA: run on warp's CPU device instead of failing."""
+    observation: Literal["state", "keypoints"] = "state"
+    """Policy state without a camera: state = gym-pusht's 5-D (agent, block position, angle in [0, 2π));
+    keypoints = agent position + the T's 8 corners (18-D; gym-pusht's environment_state_agent_pos)."""
     cameras: tuple[str, ...] = ()
     """("top",): obs["policy"] = {"state": agent position, "rgb_top": image} (gym-pusht's pixels_agent_pos);
     empty: obs["policy"] is gym-pusht's 5-D state."""
@@ -254,6 +265,11 @@ class PushTEnv(BatchedEnv[PushTCfg]):
             ObsTerm("block_angle", 1, "rad", "T angle in [0, 2π) (0: bar on top, stem pointing down)"),
         )
         policy = (agent,) if cfg.cameras else state
+        if cfg.observation == "keypoints" and not cfg.cameras:
+            policy = (agent, ObsTerm("keypoints", 16, "m", "corners (x, y) of the T's bar, then its stem "
+                                                           "(counter-clockwise from bottom-left in the T's frame)"))
+        elif cfg.observation not in ("state", "keypoints"):
+            raise ConfigError(f"{cls.task_name}: observation must be 'state' or 'keypoints', got {cfg.observation!r}")
         critic = state + (
             ObsTerm("agent_vel", 2, "m/s", "pusher velocity"),
             ObsTerm("block_vel", 3, "m/s, rad/s", "T velocity at its centre of gravity, angular velocity"),
@@ -321,6 +337,8 @@ class PushTEnv(BatchedEnv[PushTCfg]):
         critic = torch.cat((state, qvel[:, self.agent_q], qvel[:, self.block_q], self.coverage[:, None],
                             self.rand_scale), -1)
         if not self.cfg.cameras:
+            if self.cfg.observation == "keypoints":
+                return {"policy": torch.cat((self.agent_pos, keypoints(self.block_pose)), -1), "critic": critic}
             return {"policy": state, "critic": critic}
         return {"policy": {"state": self.agent_pos, **self.render_images()}, "critic": critic}
 
@@ -437,8 +455,8 @@ class PushTEnv(BatchedEnv[PushTCfg]):
         """The scripted pushing expert (`robolearn.envs.manipulation.pusht_expert`) on the true state."""
         from robolearn.envs.manipulation.pusht_expert import expert_action
 
-        # with a camera the policy group holds pixels; the expert reads the state they show (the critic's first terms)
-        state = obs["critic"][:, :5] if isinstance(obs.get("policy"), dict) else obs["policy"]
+        # the expert reads the true 5-D state: the critic's first terms (the policy group may hold pixels or keypoints)
+        state = obs["critic"][:, :5] if "critic" in obs else obs["policy"]
         if state.shape != (self.num_envs, 5):
             raise RobolearnError(f"{self.task_name}: expert needs the (N, 5) state, got {tuple(state.shape)}")
         return expert_action(state)
