@@ -15,10 +15,10 @@ actions are robosuite's own normalized ones — end-effector translation (±0.05
 axis-angle) per step, gripper −1 open … 1 closed. "policy" is the robot's proprioception (joint cos/sin and
 velocities, end-effector pose, gripper), "critic" adds robosuite's object-state (cube pose, gripper-to-cube).
 Reward: robosuite's shaped Lift reward (≤ 1 per step); success (robosuite's `_check_success`, cube lifted) ends the
-episode. `state_dict` / `load_state_dict` carry robosuite's MuJoCo state (from and to the worker) with robolearn's
-tensors, so observations right after a load are identical; robosuite's controller and gripper internals (the
-gripper's rate-limited command, solver warm start) are not carried, so a resumed rollout is close to, not bit-equal
-with, the original (max |Δobs| ≈ 0.05 after 5 random-action steps). `cameras` (robosuite's camera names) adds
+episode. `state_dict` / `load_state_dict` carry each robosuite env's whole state (from and to the worker, as
+bytes): MuJoCo's integration state (warm start included) and the controllers' and grippers' Python-side state (OSC
+goal and reference, the gripper's rate-limited command), so a resumed rollout in an env built with the same seed is
+bit-equal with the original. `cameras` (robosuite's camera names) adds
 rgb_<camera> images to the policy group, rendered offscreen in the worker (EGL) and turned top row first. Limits:
 one worker process steps the N envs one after the other (~12 ms per env step on a 2-core CPU without cameras).
 """
@@ -199,18 +199,24 @@ class RobosuiteEnv(BatchedEnv[RobosuiteCfg]):
         return reply, out
 
     def state_dict(self) -> dict[str, Tensor]:
-        """The env's tensors plus every robosuite env's MuJoCo state (fetched from the worker)."""
+        """The env's tensors plus every robosuite env's whole state (fetched from the worker as bytes)."""
         state = super().state_dict()
-        state["_robosuite_sim"] = torch.from_numpy(self._call("get_state")[1]["state"])
+        out = self._call("get_state")[1]
+        state["_robosuite_sim"] = torch.from_numpy(out["state"])
+        state["_robosuite_sim_lengths"] = torch.from_numpy(out["lengths"])
         return state
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         """Restore `state_dict`: robolearn's tensors here, the physics in the worker."""
         state = dict(state)
         sim = state.pop("_robosuite_sim", None)
+        lengths = state.pop("_robosuite_sim_lengths", None)  # absent in states saved before it was carried
         super().load_state_dict(state)
         if sim is not None:
-            self._call("set_state", arrays={"state": sim.cpu().numpy()})
+            arrays = {"state": sim.cpu().numpy()}
+            if lengths is not None:
+                arrays["lengths"] = lengths.cpu().numpy()
+            self._call("set_state", arrays=arrays)
 
     def close(self) -> None:
         """Stop the worker process (also done when the env is garbage-collected or at exit)."""

@@ -10,7 +10,8 @@ is numpy's own .npy (readable across numpy 1.x/2.x, which the two venvs hold):
 Commands: init {env_name, robot, control_freq, num_envs, seed, policy_keys, critic_keys, cameras, image_size} →
 dims; reset [ids] → policy, critic (and rgb_<camera> (N, H, W, 3) uint8 per camera, rows top first) of those envs;
 step [action (N, A)] → policy, critic, images, reward, success;
-get_state → state (N, S) (MuJoCo's flattened physics state); set_state [state] → policy, critic; close.
+get_state → state (N, L) uint8 + lengths (N,): each env's `snapshot`; set_state [state, lengths] → policy, critic;
+close.
 """
 
 from __future__ import annotations
@@ -56,6 +57,100 @@ def recv(f: IO[bytes]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return header, arrays
 
 
+_ENV_ATTRS = ("timestep", "cur_time", "done")
+"""A robosuite env's own attributes that change while it runs (the rest is configuration)."""
+
+
+def _stateful(env: Any) -> dict[str, Any]:
+    """The objects whose attributes hold a robosuite env's state besides MuJoCo's.
+
+    They are the env, each robot's part controllers (arm OSC goals and references, gripper), its gripper models
+    (their rate-limited command) and the env's observables (sampling clocks and last values: an observation forced
+    fresh after a load would shift them against the original's).
+    """
+    out: dict[str, Any] = {"env": env}
+    for i, robot in enumerate(env.robots):
+        for name, part in robot.composite_controller.part_controllers.items():
+            out[f"robot{i}.{name}"] = part
+        for name, gripper in robot.gripper.items():
+            out[f"robot{i}.gripper.{name}"] = gripper
+    for name, observable in env._observables.items():  # sampling clocks and the last sampled values
+        out[f"observable.{name}"] = observable
+    return out
+
+
+def _mujoco_view(a: np.ndarray) -> bool:
+    """Whether `a` is a view of MuJoCo's memory (it follows the physics; restoring the physics restores it)."""
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return not isinstance(a, np.ndarray)
+
+
+def snapshot(env: Any) -> bytes:
+    """A robosuite env's whole state as an .npz (no pickles).
+
+    It holds MuJoCo's integration state and every numeric or None attribute of `_stateful`'s objects; an array that
+    aliases another attribute is recorded as that alias. With this a restored env steps bit-exactly as the
+    original; the physics alone is not enough, since the OSC goal and reference and the gripper's rate-limited
+    command live in Python objects.
+    """
+    import mujoco
+
+    m, d = env.sim.model._model, env.sim.data._data
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    physics = np.empty(mujoco.mj_stateSize(m, spec))
+    mujoco.mj_getState(m, d, physics, spec)
+    arrays: dict[str, np.ndarray] = {"physics": physics}
+    seen: dict[int, str] = {}
+    for prefix, obj in _stateful(env).items():
+        for k, v in vars(obj).items():
+            if prefix == "env" and k not in _ENV_ATTRS:
+                continue
+            if isinstance(v, np.ndarray):
+                if v.dtype == object or _mujoco_view(v):
+                    continue
+                if id(v) in seen:  # e.g. OSC's initial_ref_pos *is* its ref_pos, updated in place
+                    arrays[f"{prefix}:{k}:alias:{seen[id(v)]}"] = np.zeros(0)
+                    continue
+                seen[id(v)] = f"{prefix}:{k}"
+                arrays[f"{prefix}:{k}"] = v
+            elif isinstance(v, (bool, int, float, np.number)):
+                arrays[f"{prefix}:{k}"] = np.asarray(v)
+            elif v is None:
+                arrays[f"{prefix}:{k}:none"] = np.zeros(0)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def restore(env: Any, blob: bytes) -> None:
+    """Put `snapshot`'s state into `env` (built with the same task, robot and seed)."""
+    import mujoco
+
+    z = np.load(io.BytesIO(blob), allow_pickle=False)
+    m, d = env.sim.model._model, env.sim.data._data
+    mujoco.mj_setState(m, d, z["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
+    mujoco.mj_forward(m, d)
+    objs = _stateful(env)
+    aliases = []
+    for key in z.files:
+        if key == "physics":
+            continue
+        prefix, k, *extra = key.split(":")
+        if prefix not in objs:
+            raise KeyError(f"the saved state has '{prefix}', this robosuite env does not (another task or robot?)")
+        if extra and extra[0] == "alias":
+            aliases.append((objs[prefix], k, extra[1], extra[2]))  # key: prefix:k:alias:src_prefix:src_k
+            continue
+        if extra:  # none
+            setattr(objs[prefix], k, None)
+            continue
+        a, old = z[key], getattr(objs[prefix], k, None)
+        setattr(objs[prefix], k, a.item() if a.ndim == 0 and not isinstance(old, np.ndarray) else a.copy())
+    for obj, k, src_prefix, src_k in aliases:
+        setattr(obj, k, getattr(objs[src_prefix], src_k))
+
+
 class _Envs:
     """The N robosuite envs of one robolearn env (cameras rendered offscreen when asked for)."""
 
@@ -99,15 +194,23 @@ class _Envs:
         return self.observe(ids)
 
     def get_state(self) -> dict[str, np.ndarray]:
-        """Every env's MuJoCo state (time, qpos, qvel, ...) flattened, (N, S) float64."""
-        return {"state": np.stack([e.sim.get_state().flatten() for e in self.envs])}
+        """Every env's whole state as bytes (`snapshot`), zero-padded to one (N, L) uint8 array, and the lengths."""
+        blobs = [snapshot(e) for e in self.envs]
+        out = np.zeros((len(blobs), max(len(b) for b in blobs)), np.uint8)
+        for i, b in enumerate(blobs):
+            out[i, :len(b)] = np.frombuffer(b, np.uint8)
+        return {"state": out, "lengths": np.array([len(b) for b in blobs], np.int64)}
 
-    def set_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
-        """Restore `get_state`'s output and recompute the observations from it."""
+    def set_state(self, state: np.ndarray, lengths: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Restore `get_state`'s output (or, without lengths, MuJoCo's flattened sim state of earlier versions)."""
         for i, e in enumerate(self.envs):
-            e.sim.set_state_from_flattened(state[i])
+            if lengths is not None:  # the observables' values came with it: read, not re-sampled
+                restore(e, state[i, :int(lengths[i])].tobytes())
+                self.obs[i] = e._get_observations()
+                continue
+            e.sim.set_state_from_flattened(state[i])  # the physics only: controllers read it, their goals reset
             e.sim.forward()
-            for robot in e.robots:  # controllers cache the last pose they read: make them read this one
+            for robot in e.robots:
                 for part in robot.composite_controller.part_controllers.values():
                     part.update(force=True)
                 robot.composite_controller.reset()
@@ -151,7 +254,7 @@ def main() -> int:
             elif cmd == "get_state":
                 send(out, {"ok": True}, envs.get_state())
             elif cmd == "set_state":
-                send(out, {"ok": True}, envs.set_state(arrays["state"]))
+                send(out, {"ok": True}, envs.set_state(arrays["state"], arrays.get("lengths")))
             elif cmd == "step":
                 send(out, {"ok": True}, envs.step(arrays["action"]))
             else:
