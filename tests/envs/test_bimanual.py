@@ -37,6 +37,21 @@ def test_holding_still_succeeds_at_nothing():
     assert torch.isfinite(obs["critic"]).all()
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_object_state_adds_the_exact_object_poses_to_the_policy_state(task):
+    env = registry.make(task, num_envs=2, seed=3, object_state=True)
+    obs = env.reset()
+    n = len(env.objects)
+    assert env.spec.obs_dims["policy"] == 28 + 7 * n and obs["policy"].shape == (2, 28 + 7 * n)
+    names = [t.name for t in env.spec.obs_terms["policy"]][-2 * n:]
+    assert names == [f"{o}_{k}" for o in env.objects for k in ("pos", "quat")]
+    for i in range(n):  # the same values as the critic's exact poses (which follow the 28 joint states)
+        critic = obs["critic"][:, 28 + 13 * i:28 + 13 * i + 7]
+        torch.testing.assert_close(obs["policy"][:, 28 + 7 * i:35 + 7 * i], critic)
+    plain = registry.make(task, num_envs=2, seed=3)
+    assert plain.spec.obs_dims == {"policy": 28, "critic": env.spec.obs_dims["critic"]}
+
+
 def test_joint_pos_actions_are_absolute_joint_targets_and_normalized_grippers():
     env = registry.make("bimanual-transfer-cube", num_envs=2, seed=0, randomize={})
     env.reset()

@@ -103,6 +103,9 @@ class BimanualCfg(MujocoTaskCfg):
     """Standard deviation of Gaussian noise on the policy terms (joint_pos [rad], joint_vel [rad/s])."""
     cameras: tuple[str, ...] = ()
     """Cameras rendered into obs["policy"] ("top", "left_wrist", "right_wrist"); empty: obs["policy"] is a tensor."""
+    object_state: bool = False
+    """Append each object's exact pose (position, quaternion w-first) to the policy state: a state-based policy that
+    is told what a camera would show (for training on a CPU); a real ALOHA has no such sensor."""
     image_size: tuple[int, int] = (120, 160)
     """Camera image (height, width) [px] (ACT: 480 × 640; a quarter of each side by default)."""
     render_camera: str = "top"
@@ -217,13 +220,13 @@ class BimanualEnv(MujocoTaskEnv[BimanualCfg]):
             if cam not in CAMERAS:
                 raise ConfigError(f"{cls.task_name}: unknown camera '{cam}' ({', '.join(CAMERAS)})")
         # ACT's qpos (14) then qvel (14): per arm 6 joints and the normalized gripper, left arm first
-        policy = tuple(ObsTerm(f"{arm}_{name}", dim, unit, f"{arm} arm: {what}")
-                       for kind in ("pos", "vel") for arm in ARMS for name, dim, unit, what in (
-                           (("joint_pos", 6, "rad", "joint angles (encoders)"),
-                            ("gripper", 1, "", "gripper opening, normalized 0 closed … 1 open"))
-                           if kind == "pos" else
-                           (("joint_vel", 6, "rad/s", "joint velocities"),
-                            ("gripper_vel", 1, "1/s", "rate of the normalized gripper opening"))))
+        proprio = tuple(ObsTerm(f"{arm}_{name}", dim, unit, f"{arm} arm: {what}")
+                        for kind in ("pos", "vel") for arm in ARMS for name, dim, unit, what in (
+                            (("joint_pos", 6, "rad", "joint angles (encoders)"),
+                             ("gripper", 1, "", "gripper opening, normalized 0 closed … 1 open"))
+                            if kind == "pos" else
+                            (("joint_vel", 6, "rad/s", "joint velocities"),
+                             ("gripper_vel", 1, "1/s", "rate of the normalized gripper opening"))))
         objects: list[ObsTerm] = []
         for o in cls.objects:
             objects += [ObsTerm(f"{o}_pos", 3, "m", f"exact {o} position"),
@@ -234,7 +237,9 @@ class BimanualEnv(MujocoTaskEnv[BimanualCfg]):
             objects += [ObsTerm(f"{arm}_tcp_pos", 3, "m", f"{arm} TCP position"),
                         ObsTerm(f"{arm}_tcp_quat", 4, "", f"{arm} TCP orientation (w, x, y, z)")]
         nobj = len(cls.objects)
-        critic = policy + (
+        poses = tuple(t for t in objects[:4 * nobj] if t.name.endswith(("_pos", "_quat")))  # per object: pos, quat
+        policy = proprio + poses if cfg.object_state else proprio
+        critic = proprio + (
             *objects,
             ObsTerm("finger_force", 4, "N", "normal contact force on the pads (left arm l/r, right arm l/r)"),
             ObsTerm("stage", 1, "", "ACT's task stage 0…4"),
@@ -375,6 +380,8 @@ class BimanualEnv(MujocoTaskEnv[BimanualCfg]):
         r = self.rand_scale
         params = torch.cat((r["friction"][:, :1], r["mass"], r["damping"], r["kp"], self.object_params), -1)
         critic = torch.cat((state, *objects, tcp, self.pad_force().flatten(1), self.stage[:, None], params), -1)
+        if self.cfg.object_state:  # the objects' exact poses, as in the critic: position then quaternion
+            state = torch.cat((state, *(o[:, :7] for o in objects)), -1)
         if not self.cfg.cameras:
             return {"policy": state, "critic": critic}
         return {"policy": {"state": state, **self.render_images()}, "critic": critic}
