@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from robolearn.data.store import EpisodeStore, EpisodeWriter, Feature, Provenance, StorageOptions, validate
+from robolearn.data.store import (
+    DatasetError,
+    EpisodeStore,
+    EpisodeWriter,
+    Feature,
+    Provenance,
+    StorageOptions,
+    validate,
+)
 from robolearn.data.video import VideoCodec
 
 FEATURES = {
@@ -76,6 +84,19 @@ def _has_tail(path: Path, frames: int, episodes: int) -> bool:
     return partial or shape > frames or any(int(v.stem) >= episodes for v in videos)
 
 
+def _wait_for_episodes(path: Path, n: int, proc: multiprocessing.process.BaseProcess, timeout: float = 60.0) -> None:
+    """Until the store at `path` holds `n` committed episodes (read as any reader would, while it is written)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.is_alive():
+        try:
+            if path.exists() and EpisodeStore(path).num_episodes >= n:
+                return
+        except DatasetError:  # the store is being created: not yet a store
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"recorder committed fewer than {n} episodes in {timeout:.0f} s")
+
+
 def test_sigkill_at_random_moments_never_corrupts_committed_episodes(tmp_path: Path) -> None:
     # forked recorders start in milliseconds (an exec'd one pays ~2 s of imports); the last run below is exec'd
     ctx = multiprocessing.get_context("fork")
@@ -90,6 +111,8 @@ def test_sigkill_at_random_moments_never_corrupts_committed_episodes(tmp_path: P
             time.sleep(rnd.uniform(0.0, 0.05))
         else:
             assert ready.wait(30), "recorder did not start"
+            if i < 3:  # the first kills wait for a commit of their own, so a loaded machine still has some
+                _wait_for_episodes(path, committed + 1, proc)
             time.sleep(rnd.uniform(0.0, 0.3))
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()

@@ -92,8 +92,10 @@ def test_takeoff_hover_land_motors_off(launch, test_node, hover_artifact, tmp_pa
         assert fl.call("land") == "landing"
         n1 = len(fl.pos)
         assert spin_until(test_node, lambda: fl.state() == "inactive", 90.0), (fl.states[-3:], pol.output()[-2000:])
+        # the state and the command travel on two topics: on a loaded machine the state can arrive first
+        spin_until(test_node, lambda: np.array_equal(fl.cmds[-1], np.zeros(4)), 10.0)
         assert np.array_equal(fl.cmds[-1], np.zeros(4)), f"last command {fl.cmds[-1]} is not motors off"
-        n2 = len(fl.pos)
+        n2, n_cmds = len(fl.pos), len(fl.cmds)
         assert spin_until(test_node, lambda: len(fl.pos) >= n2 + 30 or sim.p.poll() is not None, 30.0)
         landing = np.asarray(fl.pos[n1:])
         assert (np.diff(landing[:, 2]) < 0.02).all(), "climbed while landing"
@@ -101,5 +103,6 @@ def test_takeoff_hover_land_motors_off(launch, test_node, hover_artifact, tmp_pa
         # motors off (cut within land_cutoff_z = 5 cm of the floor): it drops to the floor and nothing lifts it again
         after = np.asarray(fl.pos[n2:])[:, 2]
         assert after.max() <= max(after[0], 0.05) and after[-1] < 1e-3, after
+        assert not np.any(fl.cmds[n_cmds:]), "a motor command after motors off"
     finally:
         fl.close()
