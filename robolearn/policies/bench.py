@@ -61,10 +61,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--images", action="store_true", help="add a 96x96 camera")
-    if prog != "policy-latency":
-        p.add_argument("--lerobot-python", metavar="PYTHON",
-                       help="also time LeRobot's implementation (same hyperparameters, batch, data) in PYTHON, an "
-                            "interpreter with lerobot installed (`make lerobot-venv`); state-only")
+    p.add_argument("--lerobot-python", metavar="PYTHON",
+                   help="also time LeRobot's implementation (same hyperparameters, batch, data) in PYTHON, an "
+                        "interpreter with lerobot installed (`make lerobot-venv`); state-only")
     return p
 
 
