@@ -32,10 +32,11 @@ def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
                      [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> tuple[MLPPolicy, Path, Path, dict]:
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "pos-error-integral"])
+def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[MLPPolicy, Path, Path, dict]:
+    """The app built for a hover policy without and with the `pos_error_integral` observation term."""
     torch.manual_seed(0)
-    env = make("quadrotor-hover", num_envs=1, action_mode="rpm")
+    env = make("quadrotor-hover", num_envs=1, action_mode="rpm", pos_error_integral=request.param)
     policy = MLPPolicy(env.spec.obs_dims["policy"], 4, hidden=(64, 64), activation="tanh", output="tanh")
     with torch.no_grad():
         for lin in policy.mlp.linears:
@@ -48,7 +49,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> tuple[MLPPolicy, Path, Path
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     spec = env.spec.action.terms[0]
-    return policy.eval(), build, art, {"scale": np.array(spec.scale), "offset": np.array(spec.offset), "log": r.stdout}
+    return policy.eval(), build, art, {"scale": np.array(spec.scale), "offset": np.array(spec.offset), "log": r.stdout,
+                                       "integral": request.param, "rate_hz": env.spec.action.rate_hz}
 
 
 def test_c_app_steps_match_torch(app):
@@ -64,10 +66,12 @@ def test_c_app_steps_match_torch(app):
     out = subprocess.run([str(build / "rl_host"), "step"], input=text, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     got = np.array([[float(v) for v in line.split()] for line in out.stdout.splitlines()])
-    hist = np.zeros((32, 4))
+    hist, integral = np.zeros((32, 4)), np.zeros(3)
     for i, r in enumerate(np.asarray(rows, dtype=np.float32).astype(np.float64)):
+        if i:  # the simulator's ∫ e dt: 0 in the first observation, each step + dt · error, clamped to ±1 m·s
+            integral = np.clip(integral + (r[0:3] - r[13:16]) / act["rate_hz"], -1.0, 1.0)
         obs = np.concatenate([r[0:3] - r[13:16], quat_to_rotmat(r[6:10]).reshape(-1), r[3:6], np.radians(r[10:13]),
-                              hist.reshape(-1)])
+                              *([integral] if act["integral"] else []), hist.reshape(-1)])
         with torch.no_grad():
             a = policy(torch.tensor(obs, dtype=torch.float32).unsqueeze(0))[0].double().numpy()
         forces = np.clip(((act["offset"] + act["scale"] * a) / RPM_MAX) ** 2, 0, 1)

@@ -17,7 +17,7 @@ pytest.importorskip("rclpy")
 from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from robolearn_ros.adapters import ArmAdapter, CrazyflieAdapter, LeggedAdapter  # noqa: E402
-from robolearn_ros.messages import ConfigError  # noqa: E402
+from robolearn_ros.messages import ConfigError, quat_to_rotmat  # noqa: E402
 from robolearn_ros.policy_node import ACTIVE, ESTOP, FAULT, INACTIVE, LANDING, STOPPING, Core  # noqa: E402
 from robolearn_ros.topic_map import load_topic_map  # noqa: E402
 from sensor_msgs.msg import Imu, JointState  # noqa: E402
@@ -66,6 +66,48 @@ def test_crazyflie_takeoff_ramps_the_goal():
     for now, err_z in ((10.0, 0.0), (11.0, -0.5), (12.0, -1.0), (20.0, -1.0)):
         ad.now = now
         assert ad.observation({"state": msg})[2] == pytest.approx(err_z)
+
+
+def test_crazyflie_error_integral_is_the_simulators():
+    """A policy trained with `pos_error_integral: true` sees on the robot the integral it saw in simulation: the
+    adapter integrates the state estimate's error over node time and clamps it with the training run's limit."""
+    from robolearn.envs import registry
+
+    env = registry.make("quadrotor-hover", num_envs=1, seed=3, obs_noise={}, pos_error_integral=True,
+                        pos_error_integral_limit=0.03)
+    spec = env.spec
+    m = _manifest([(t.name, t.dim, t.source) for t in spec.obs_terms["policy"]],
+                  [(t.name, t.dim, list(t.scale), list(t.offset)) for t in spec.action.terms])
+    m["source"] = {"config": {"env": {"pos_error_integral_limit": 0.03}}}  # what `robolearn export` writes
+    ad = CrazyflieAdapter(m, {"goal": [0.0, 0.0, 0.0]}, {"motors"})
+    assert ad.integral_limit == 0.03
+    names = [t["name"] for t in m["observation"]["terms"]]
+    k = m["observation"]["terms"][names.index("pos_error_integral")]["offset"]
+    obs, clamped = env.reset(), False
+    for i in range(150):
+        s = env.sim
+        msg = Odometry()
+        p, q = s.pos[0].double().numpy(), s.quat[0].double().numpy()  # q: w, x, y, z
+        msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = p
+        o = msg.pose.pose.orientation
+        o.w, o.x, o.y, o.z = q
+        rot = quat_to_rotmat(q[1], q[2], q[3], q[0])
+        v = rot.T @ s.lin_vel[0].double().numpy()  # Odometry's twist is in the body frame
+        msg.twist.twist.linear.x, msg.twist.twist.linear.y, msg.twist.twist.linear.z = v
+        ad.now = 100.0 + i * env.step_dt
+        mine = ad.observation({"state": msg})[k:k + 3]
+        np.testing.assert_allclose(mine, obs["policy"][0, k:k + 3].double().numpy(), atol=1e-5, err_msg=f"step {i}")
+        clamped |= bool(np.abs(mine).max() == 0.03)
+        obs = env.step(env.expert_action(obs)).obs
+    assert clamped  # the run started 0.2 m off: the 0.03 m·s limit was reached
+    ad.now += 5.0  # a 5 s gap in the state estimate adds at most 0.1 s of error
+    before = ad.integral.copy()
+    after = ad.observation({"state": msg})[k:k + 3]
+    assert np.abs(after - before).max() <= 0.1 * np.abs(ad.terms({"state": msg})["pos_error"]).max() + 1e-12
+    ad.reset_history()  # after a fault or on activation: from 0 again
+    assert not ad.observation({"state": msg})[k:k + 3].any()
+    with pytest.raises(ConfigError, match="pos_error_integral_limit"):
+        CrazyflieAdapter(m, {"pos_error_integral_limit": -1}, {"motors"})
 
 
 def test_crazyflie_ctbr_goes_out_as_cmd_vel_legacy_and_safe_sequence_lands():

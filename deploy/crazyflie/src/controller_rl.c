@@ -3,7 +3,8 @@
  * The stabilizer loop calls controllerOutOfTree() at 1 kHz; the policy runs at RL_POLICY_ACTION_RATE_HZ
  * (the manifest's control rate, 100 Hz for quadrotor-hover) and its motor commands are held in between.
  * Observation: position error to the goal (the commander's absolute position setpoint, else the position when
- * the policy was enabled), rotation matrix from the estimator's quaternion, world-frame velocity, gyro, and the
+ * the policy was enabled), rotation matrix from the estimator's quaternion, world-frame velocity, gyro, the
+ * integral of the position error since the policy was enabled (only for policies trained with it), and the
  * policy's own action history (rl_obs.c). Output: controlModeForce, per-motor normalized forces.
  *
  * Safety: the PID controller flies whenever param rlpolicy.enable is 0, the observation or the policy output

@@ -11,7 +11,12 @@ int rl_obs_check_layout(void) {
   if (RL_POLICY_OBS_ROTATION_MATRIX_OFFSET != 3 || RL_POLICY_OBS_ROTATION_MATRIX_DIM != 9) return 2;
   if (RL_POLICY_OBS_LIN_VEL_OFFSET != 12 || RL_POLICY_OBS_LIN_VEL_DIM != 3) return 3;
   if (RL_POLICY_OBS_ANG_VEL_OFFSET != 15 || RL_POLICY_OBS_ANG_VEL_DIM != 3) return 4;
-  if (RL_POLICY_OBS_ACTION_HISTORY_OFFSET != 18 || RL_POLICY_OBS_DIM != 18 + RL_POLICY_OBS_ACTION_HISTORY_DIM) return 5;
+#if RL_HAS_INTEGRAL
+  if (RL_POLICY_OBS_POS_ERROR_INTEGRAL_OFFSET != 18 || RL_POLICY_OBS_POS_ERROR_INTEGRAL_DIM != 3) return 7;
+#endif
+  if (RL_POLICY_OBS_ACTION_HISTORY_OFFSET != 18 + RL_INTEGRAL_DIM ||
+      RL_POLICY_OBS_DIM != 18 + RL_INTEGRAL_DIM + RL_POLICY_OBS_ACTION_HISTORY_DIM)
+    return 5;
   if (RL_POLICY_ACTION_DIM != RL_NUM_MOTORS || RL_POLICY_OBS_ACTION_HISTORY_DIM % RL_POLICY_ACTION_DIM) return 6;
   return 0;
 }
@@ -34,6 +39,9 @@ bool rl_obs_build(const rl_state_t *s, const rl_ctx_t *ctx, float obs[RL_POLICY_
     obs[RL_POLICY_OBS_LIN_VEL_OFFSET + i] = s->vel[i];
     obs[RL_POLICY_OBS_ANG_VEL_OFFSET + i] = s->gyro_dps[i] * DEG2RAD;
   }
+#if RL_HAS_INTEGRAL
+  memcpy(obs + RL_POLICY_OBS_POS_ERROR_INTEGRAL_OFFSET, ctx->integral, sizeof(ctx->integral));
+#endif
   memcpy(obs + RL_POLICY_OBS_ACTION_HISTORY_OFFSET, ctx->history, sizeof(ctx->history));
   for (int i = 0; i < RL_POLICY_OBS_DIM; i++)
     if (!isfinite(obs[i])) return false;
@@ -51,6 +59,15 @@ bool rl_step(const rl_state_t *s, rl_ctx_t *ctx, float forces[RL_NUM_MOTORS]) {
   static const float offset[RL_POLICY_ACTION_DIM] = RL_POLICY_ACTION_OFFSET_INIT;
   static float obs[RL_POLICY_OBS_DIM]; /* static: keeps the stabilizer task's stack small (one caller) */
   float a[RL_POLICY_ACTION_DIM];
+#if RL_HAS_INTEGRAL
+  if (ctx->steps > 0) { /* as the simulator: 0 in the first observation, then + dt * this step's error */
+    const float dt = 1.0f / RL_POLICY_ACTION_RATE_HZ, lim = RL_POS_ERROR_INTEGRAL_LIMIT;
+    for (int i = 0; i < 3; i++) {
+      float v = ctx->integral[i] + dt * (s->pos[i] - s->goal[i]);
+      if (isfinite(v)) ctx->integral[i] = v < -lim ? -lim : (v > lim ? lim : v);
+    }
+  }
+#endif
   if (!rl_obs_build(s, ctx, obs)) {
     ctx->rejected++;
     return false;

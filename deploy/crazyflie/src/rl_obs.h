@@ -14,6 +14,21 @@
 #define RL_NUM_MOTORS 4
 #define RL_HISTORY (RL_POLICY_OBS_ACTION_HISTORY_DIM / RL_POLICY_ACTION_DIM)
 
+/* Policies trained with `pos_error_integral: true` also observe the integral of the position error since the
+ * reset (term pos_error_integral, between ang_vel and action_history): 0 in the first step, then + dt * error
+ * each step at the policy rate, each component clamped to RL_POS_ERROR_INTEGRAL_LIMIT (set it with -D to the
+ * training run's pos_error_integral_limit if that was not the default). */
+#ifdef RL_POLICY_OBS_POS_ERROR_INTEGRAL_OFFSET
+#define RL_HAS_INTEGRAL 1
+#define RL_INTEGRAL_DIM 3
+#else
+#define RL_HAS_INTEGRAL 0
+#define RL_INTEGRAL_DIM 0
+#endif
+#ifndef RL_POS_ERROR_INTEGRAL_LIMIT
+#define RL_POS_ERROR_INTEGRAL_LIMIT 1.0f /* m*s: the task's default */
+#endif
+
 /* What the on-board estimator provides each stabilizer step (SI units, world frame z up, like state_t). */
 typedef struct {
   float pos[3];       /* m, world */
@@ -27,12 +42,13 @@ typedef struct {
 typedef struct {
   float history[RL_HISTORY][RL_POLICY_ACTION_DIM]; /* newest first, normalized actions */
   float action[RL_POLICY_ACTION_DIM];             /* last normalized action */
+  float integral[3];                              /* m*s: integral of pos - goal (RL_HAS_INTEGRAL) */
   unsigned long steps;
   unsigned long rejected;                         /* steps whose observation or action was not finite */
 } rl_ctx_t;
 
 /* 0 when rl_policy.h has the term layout this file builds (pos_error, rotation_matrix, lin_vel, ang_vel,
- * action_history), otherwise the 1-based index of the first term that differs. */
+ * [pos_error_integral], action_history), otherwise the 1-based index of the first term that differs. */
 int rl_obs_check_layout(void);
 
 void rl_ctx_reset(rl_ctx_t *ctx);

@@ -46,6 +46,14 @@ class QuadrotorCfg(EnvCfg):
     """Also give the critic the policy's action history. Off by default: the critic sees the Markov state (true
     pose, velocities and motor speeds), which already holds what the history tells the policy about the lagging
     motors; 4 × `action_history` more inputs only slow its learning (Learning to Fly's critic has no history)."""
+    pos_error_integral: bool = False
+    """Add the integral of the position error since the episode began to the policy (and critic) observation,
+    as the I of a PID controller. Any steady hover of a policy that uses it sits on the goal (the integral stops
+    changing only where the error is zero); without it, TD3 policies settle a few cm off the goal, the same
+    offset in every episode. The deployed node integrates its measured error the same way (manifest term
+    `pos_error_integral`, source `pos_error_integral`)."""
+    pos_error_integral_limit: float = 1.0
+    """Clamp of each component of the integral [m·s] (anti-windup)."""
     compile: bool = False
     """torch.compile the physics step (worth it for large num_envs)."""
     init_pos: float = 0.2
@@ -148,6 +156,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         self.goal_vel = torch.zeros(n, 3, device=dev)
         self.time = torch.zeros(n, device=dev)
         self.sq_err_sum = torch.zeros(n, device=dev)
+        self.pos_err_int = torch.zeros(n, 3, device=dev)
         self.crashed = torch.zeros(n, dtype=torch.bool, device=dev)
         # mixer: per-rotor thrust -> (collective thrust, roll, pitch, yaw torque), inverted for ctbr
         pos = torch.tensor(p.rotor_positions, dtype=torch.float32, device=dev)
@@ -201,6 +210,11 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
             ObsTerm("rotation_matrix", 9, "", "body-to-world rotation, row-major"),
             ObsTerm("lin_vel", 3, "m/s", "linear velocity (minus reference velocity), world frame"),
             ObsTerm("ang_vel", 3, "rad/s", "angular velocity, body frame (gyro)"),
+            *(
+                (ObsTerm("pos_error_integral", 3, "m*s", "time integral of pos_error since the episode began, "
+                         f"each component clamped to ±{cfg.pos_error_integral_limit:g}", source="pos_error_integral"),)
+                if cfg.pos_error_integral else ()
+            ),
             ObsTerm(
                 "action_history",
                 4 * cfg.action_history,
@@ -272,6 +286,11 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         self._apply_disturbance()
         self.sim.step(self.rpm_cmd)
         self.time += self.cfg.sim_dt
+        self._advance_goal()
+        if self.cfg.pos_error_integral:  # the error after the step, as the next observation's pos_error
+            lim = self.cfg.pos_error_integral_limit
+            err = (self.sim.pos - self.goal).detach()
+            self.pos_err_int = (self.pos_err_int + self.cfg.sim_dt * err).clamp(-lim, lim)
 
     def _rate_controller(self) -> Tensor:
         """Body-rate P controller + mixer, as in the onboard firmware: (thrust, rates) -> motor rpm."""
@@ -294,12 +313,14 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         pos_err = s.pos - self.goal
         vel_err = s.lin_vel - self.goal_vel
         rot = quat_to_rotmat(s.quat).flatten(1)
+        integral = (self.pos_err_int,) if cfg.pos_error_integral else ()
         policy = torch.cat(
             (
                 pos_err + noise.get("pos", 0.0) * self.randn(self.num_envs, 3),
                 rot + noise.get("rot", 0.0) * self.randn(self.num_envs, 9),
                 vel_err + noise.get("lin_vel", 0.0) * self.randn(self.num_envs, 3),
                 s.ang_vel + noise.get("ang_vel", 0.0) * self.randn(self.num_envs, 3),
+                *integral,
                 self.action_hist.flatten(1),
             ),
             -1,
@@ -307,7 +328,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         history = (self.action_hist.flatten(1),) if cfg.critic_action_history else ()
         critic = torch.cat(
             (
-                pos_err, rot, vel_err, s.ang_vel, *history,
+                pos_err, rot, vel_err, s.ang_vel, *integral, *history,
                 s.rpm / self.params.rpm_max, self._disturbance_obs(), s.bp.as_tensor(),
             ),
             -1,
@@ -360,6 +381,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
         cfg, p, s, n = self.cfg, self.params, self.sim, len(env_ids)
         self.time[env_ids] = 0.0
         self.sq_err_sum[env_ids] = 0.0
+        self.pos_err_int[env_ids] = 0.0
         self._set_goal(env_ids)
         state = s.state
         state[env_ids, 0:3] = self.goal[env_ids] + self.uniform(-cfg.init_pos, cfg.init_pos, n, 3)
@@ -392,11 +414,14 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
 
         if self.cfg.action_mode != "rpm":
             raise ValueError(f"{self.spec.name}: the scripted expert commands motors; set action_mode: rpm")
-        return pd_rpm_action(obs["policy"], self.params)
+        return pd_rpm_action(obs["policy"], self.params, integral=self.cfg.pos_error_integral)
 
     def viz_state(self) -> dict[str, Tensor]:
         """What plots and videos show: position, attitude, goal/reference and the last action."""
         return {"pos": self.sim.pos, "quat": self.sim.quat, "goal": self.goal, "action": self.action}
+
+    def _advance_goal(self) -> None:
+        """Move the goal/reference after a physics step (hover: it stays)."""
 
     def _set_goal(self, env_ids: Tensor) -> None:
         self.goal[env_ids] = 0.0
@@ -430,8 +455,7 @@ class TrackEnv(QuadrotorEnv):
         vel = torch.stack((a * w * torch.cos(th), a * w * torch.cos(2 * th), torch.zeros_like(th)), -1)
         return pos, vel
 
-    def _physics_step(self) -> None:
-        super()._physics_step()
+    def _advance_goal(self) -> None:
         self.goal, self.goal_vel = self.reference(self.time)
 
     def _set_goal(self, env_ids: Tensor) -> None:

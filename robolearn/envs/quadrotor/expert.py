@@ -8,7 +8,8 @@ the one that reaches the desired speeds in one control period, clamped to the mo
 the attitude loop must stay slow (att_p ≈ 20) and 57 % of the default hover starts crash; with it and a thrust
 floor that keeps torque authority near 90° tilt, about 1 % (99 % end within 5 cm).
 It uses only what the policy observes, so it can run on the drone as a baseline, produce demonstrations, or
-warm-start a learner. No integrator: randomized mass/thrust leave a steady-state offset of a few cm.
+warm-start a learner. Randomized mass/thrust and the episode's external force leave a steady-state offset of a
+few cm unless the task observes `pos_error_integral` (`pos_error_integral: true`); then the position loop is a PID.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class PDGains:
     """Position error → acceleration [1/s²]."""
     pos_d: float = 5.0
     """Velocity error → acceleration [1/s]."""
+    pos_i: float = 4.0
+    """Integral of the position error → acceleration [1/s³], used when the observation has `pos_error_integral`
+    (the loop s³ + pos_d s² + pos_p s + pos_i is stable for pos_i < pos_d · pos_p)."""
     att_p: float = 400.0
     """Attitude (z-axis) error → angular acceleration [1/s²]."""
     att_d: float = 40.0
@@ -49,11 +53,18 @@ class PDGains:
     """Control period [s] (for the lag inversion)."""
 
 
-def pd_rpm_action(policy_obs: Tensor, p: QuadrotorParams, gains: PDGains | None = None) -> Tensor:
-    """Normalized motor commands (N, 4) for `rpm` mode from the first 18 policy observation entries."""
+def pd_rpm_action(policy_obs: Tensor, p: QuadrotorParams, gains: PDGains | None = None,
+                  integral: bool = False) -> Tensor:
+    """Normalized motor commands (N, 4) for `rpm` mode from the policy observation.
+
+    The observation holds pos_error, rotation_matrix, lin_vel, ang_vel, pos_error_integral (if `integral`),
+    action_history.
+    """
     g = gains or PDGains()
     e, rot, v, w = policy_obs[:, 0:3], policy_obs[:, 3:12].reshape(-1, 3, 3), policy_obs[:, 12:15], policy_obs[:, 15:18]
     acc = -g.pos_p * e - g.pos_d * v
+    if integral:
+        acc = acc - g.pos_i * policy_obs[:, 18:21]
     horizontal = acc[:, :2]
     scale = (g.max_tilt_acc / horizontal.norm(dim=-1, keepdim=True).clamp_min(1e-9)).clamp(max=1.0)
     acc = torch.cat((horizontal * scale, acc[:, 2:]), -1)
@@ -75,7 +86,7 @@ def pd_rpm_action(policy_obs: Tensor, p: QuadrotorParams, gains: PDGains | None 
     if g.lag_compensation:
         # rotor speeds now: replay the lag n ← n + α (cmd − n), α = 1 − e^(−dt/τ), over the history, oldest first
         alpha = 1.0 - math.exp(-g.dt / p.motor_tau)
-        hist = policy_obs[:, 18:].reshape(policy_obs.shape[0], -1, 4)
+        hist = policy_obs[:, 21 if integral else 18:].reshape(policy_obs.shape[0], -1, 4)
         n = torch.full_like(rpm, p.hover_rpm)
         for k in range(hist.shape[1] - 1, -1, -1):
             cmd = (p.hover_rpm + scale * hist[:, k]).clamp(p.rpm_min, p.rpm_max)

@@ -198,6 +198,11 @@ class CrazyflieAdapter(Adapter):
 
     Motors off is the one command outside the manifest's limits, sent only in those three places: `motors` with
     every speed 0 (rpm policies), `cmd_vel_legacy` with thrust 0 (the firmware's own motor stop for that setpoint).
+
+    Policies trained with `pos_error_integral: true` observe ∫ pos_error dt: the adapter integrates the error it
+    hands the policy over node time (each step's dt, at most 0.1 s across a gap), clamps each component to the
+    training run's `pos_error_integral_limit` (or the option of that name), and starts from 0 at each activation,
+    takeoff and resume after a fault, as an episode starts from 0 in simulation.
     """
 
     kind = "crazyflie"
@@ -221,11 +226,14 @@ class CrazyflieAdapter(Adapter):
         "land_timeout_s": 3.0,
         "estop_motors_off": True,
         "max_thrust_n": DEFAULT_MAX_THRUST_N,
+        "pos_error_integral_limit": None,
     }
+    MAX_INTEGRAL_DT = 0.1
+    """Longest time step [s] the integral takes at once (a gap in the inputs must not wind it up)."""
 
     def provides(self) -> dict[str, int | None]:
         """Observation term name → dim this robot provides."""
-        return {"pos_error": 3, "rotation_matrix": 9, "lin_vel": 3, "ang_vel": 3}
+        return {"pos_error": 3, "rotation_matrix": 9, "lin_vel": 3, "ang_vel": 3, "pos_error_integral": 3}
 
     def check_actions(self) -> None:
         """Check the manifest's action terms and the topic map against this robot."""
@@ -249,10 +257,32 @@ class CrazyflieAdapter(Adapter):
                 raise ConfigError(f"topic map: option '{k}' must be a number > 0, got {self.opt[k]!r}")
         self._ramp: tuple[np.ndarray, np.ndarray, float, float] | None = None  # start, end, t0, duration
         self.land_s = 0.0  # duration of the landing ramp in progress
+        self.integral_limit = self._integral_limit()
+        self.integral, self._integral_t = np.zeros(3), None
+
+    def _integral_limit(self) -> float:
+        """The clamp of `pos_error_integral`: the option, else the training run's env setting, else the task's."""
+        lim = self.opt["pos_error_integral_limit"]
+        if lim is None:
+            env = (self.manifest.get("source") or {}).get("config", {}).get("env", {})
+            lim = env.get("pos_error_integral_limit", 1.0) if isinstance(env, dict) else 1.0
+        if not (isinstance(lim, int | float) and math.isfinite(lim) and lim > 0):
+            raise ConfigError(f"topic map: option 'pos_error_integral_limit' must be a number > 0, got {lim!r}")
+        return float(lim)
 
     def on_activate(self) -> None:
-        """A new flight: the goal is `goal` again (no takeoff or landing ramp)."""
+        """A new flight: the goal is `goal` again (no takeoff or landing ramp), the error integral 0."""
         self._ramp = None
+        self.reset_integral()
+
+    def reset_integral(self) -> None:
+        """∫ pos_error dt starts again from 0 (an episode start in simulation)."""
+        self.integral, self._integral_t = np.zeros(3), None
+
+    def reset_history(self) -> None:
+        """Neutral history and a fresh error integral (after a fault or on activation)."""
+        super().reset_history()
+        self.reset_integral()
 
     def _position(self, msgs: dict[str, Any]) -> np.ndarray | None:
         s = msgs.get("state")
@@ -265,6 +295,7 @@ class CrazyflieAdapter(Adapter):
         """Move the goal from the current position to `goal` over `takeoff_s` (crazyswarm2's takeoff, as a ramp)."""
         pos = self._position(msgs)
         self._ramp = None if pos is None else (pos, self.goal.copy(), now, float(self.opt["takeoff_s"]))
+        self.reset_integral()
 
     def land(self, msgs: dict[str, Any], now: float) -> None:
         """Move the goal straight down from the current position to the ground at `land_speed`."""
@@ -303,8 +334,15 @@ class CrazyflieAdapter(Adapter):
             start, end, t0, duration = self._ramp
             alpha = min(max((self.now - t0) / duration, 0.0), 1.0)
             goal = start + alpha * (end - start)
+        err = np.array([p.x, p.y, p.z]) - goal
+        # ∫ e dt as the simulator's: 0 in the first observation, then + dt · (this observation's error)
+        if self._integral_t is not None:
+            dt = min(max(self.now - self._integral_t, 0.0), self.MAX_INTEGRAL_DT)
+            self.integral = np.clip(self.integral + dt * err, -self.integral_limit, self.integral_limit)
+        self._integral_t = self.now
         return {
-            "pos_error": np.array([p.x, p.y, p.z]) - goal,
+            "pos_error": err,
+            "pos_error_integral": self.integral.copy(),
             "rotation_matrix": rot.reshape(-1),  # row-major body-to-world
             "lin_vel": rot @ np.array([v.x, v.y, v.z]),  # body-frame twist → world frame
             "ang_vel": np.array([w.x, w.y, w.z]),
