@@ -24,12 +24,15 @@ import torch
 from robolearn.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from robolearn.core.config import from_dict, load_yaml, save_yaml
 from robolearn.core.env import BatchedEnv, EnvCfg
-from robolearn.core.errors import ConfigError
+from robolearn.core.errors import CheckpointError, ConfigError
 from robolearn.core.logging import RunLogger, new_run_dir
 from robolearn.core.seeding import rng_state, seed_everything, set_rng_state
 from robolearn.envs import registry
 from robolearn.learners import distributed, learner_classes
 from robolearn.networks import MLPPolicy
+
+REPLAY_KEY = "buffer"
+"""The learner-state key of a replay buffer; `Trainer.save` stores it apart from the checkpoint (newest only)."""
 
 
 @dataclass(kw_only=True)
@@ -211,10 +214,22 @@ class Trainer:
         return base if self.rank == 0 else base / f"rank{self.rank}"
 
     def save(self) -> Path:
-        """Write learner, env and RNG state for the current iteration."""
+        """Write learner, env and RNG state for the current iteration.
+
+        A replay buffer (TD3's `buffer`, hundreds of MB) goes to `checkpoints/replay/` and only the newest is
+        kept: every checkpoint stays loadable for evaluation, export and warm starts, and the latest one resumes
+        exactly. The new buffer is written before its checkpoint and the old one deleted after, so a kill at
+        any point leaves the latest checkpoint with its buffer.
+        """
         path = self.checkpoint_dir / f"iter_{self.iteration:06d}.safetensors"
+        learner_state = self.learner.state_dict()
+        replay = learner_state.pop(REPLAY_KEY, None)
+        replay_dir = self.checkpoint_dir / "replay"
+        if replay is not None:
+            replay_dir.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(replay_dir / path.name, {REPLAY_KEY: replay}, {"iteration": self.iteration})
         state = {
-            "learner": self.learner.state_dict(),
+            "learner": learner_state,
             "env": self.env.state_dict(),
             "rng": rng_state(),
             "env_reward_scales": dict(self.env.cfg.reward_scales),
@@ -226,8 +241,13 @@ class Trainer:
             "learner": self.cfg.learner,
             "history": self.history,
             "policy": self.learner.policy().describe(),
+            **({"replay": f"replay/{path.name}"} if replay is not None else {}),
         }
         save_checkpoint(path, state, meta)
+        if replay is not None:
+            for old in replay_dir.glob("iter_*.safetensors"):
+                if old.name != path.name:
+                    old.unlink()
         return path
 
     def load(self, path: Path) -> None:
@@ -236,6 +256,13 @@ class Trainer:
         if meta.get("task") != self.cfg.task or meta.get("learner") != self.cfg.learner:
             raise ConfigError(f"{path}: checkpoint is for {meta.get('task')}/{meta.get('learner')}, "
                               f"config says {self.cfg.task}/{self.cfg.learner}")
+        if "replay" in meta:  # the buffer sits beside the newest checkpoint only (see `save`)
+            replay_path = path.parent / meta["replay"]
+            if not replay_path.is_file():
+                raise CheckpointError(f"{path}: its replay buffer {replay_path} is gone (only the newest checkpoint "
+                                      "keeps one); resume from the latest checkpoint, or start a new run from this "
+                                      "one's weights with --init-from")
+            state["learner"][REPLAY_KEY] = load_checkpoint(replay_path)[0][REPLAY_KEY]
         self.learner.load_state_dict(state["learner"])
         self.env.load_state_dict(state["env"])
         self.env.cfg.reward_scales.update(state["env_reward_scales"])

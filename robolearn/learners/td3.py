@@ -69,6 +69,14 @@ class TD3Cfg:
     """Reward scales to reach by `curriculum_steps` (ramped from the task's values), e.g. {"action": -0.5}."""
     curriculum_steps: int = 2_000_000
     """Env steps over which the curriculum ramps."""
+    lr_decay_steps: int = 0
+    """Anneal both learning rates linearly to `lr_final_fraction` of their values over this many env steps from
+    `lr_decay_start` (0: constant rates). Lets a policy that found the goal settle instead of drifting on the
+    critic's noise."""
+    lr_decay_start: int = 0
+    """Env steps at constant learning rates before the annealing begins."""
+    lr_final_fraction: float = 0.1
+    """Learning-rate factor at the end of `lr_decay_steps` (and after)."""
 
 
 def polyak(net: nn.Module, target: nn.Module, tau: float) -> None:
@@ -225,6 +233,8 @@ class TD3:
     def update(self) -> dict[str, float]:
         """One critic step and its target update; every `policy_delay` steps one actor step and its target update."""
         cfg = self.cfg
+        if cfg.lr_decay_steps > 0:
+            self._anneal_lr()
         b = self.replay.sample(cfg.batch_size)
         y = self.td_target(b["reward"], b["next_policy"], b["next_critic"], b["terminated"], b["discount"])
         q = self.q(self.critics, b["critic"], b["action"])
@@ -248,6 +258,23 @@ class TD3:
                 self.actor_target.normalizer.load_state_dict(self.actor.normalizer.state_dict())
             logs["loss/actor"] = actor_loss.item()
         return logs
+
+    def lr_factor(self) -> float:
+        """Learning-rate factor now: 1 until `lr_decay_start`, then linear to `lr_final_fraction`.
+
+        A function of the env step count, so a resumed run anneals exactly as an uninterrupted one.
+        """
+        cfg = self.cfg
+        if cfg.lr_decay_steps <= 0:
+            return 1.0
+        done = min(max(self.env_steps - cfg.lr_decay_start, 0) / cfg.lr_decay_steps, 1.0)
+        return 1.0 - (1.0 - cfg.lr_final_fraction) * done
+
+    def _anneal_lr(self) -> None:
+        f = self.lr_factor()
+        for opt, lr in ((self.actor_opt, self.cfg.actor_lr), (self.critic_opt, self.cfg.critic_lr)):
+            for group in opt.param_groups:
+                group["lr"] = lr * f
 
     def train_iteration(self) -> dict[str, float]:
         """Step every env once, store, then take `updates_per_iteration` gradient steps."""

@@ -161,3 +161,24 @@ def test_init_from_hinf_takes_a_ppo_actor_and_bad_sources_fail_in_one_line(tmp_p
         Trainer(run_cfg("ppo", tmp_path / "y", algo=wider, init_from=str(ckpt)), quiet=True)
     with pytest.raises(ConfigError, match="trained on 'quadrotor-hover', this run is 'quadrotor-track'"):
         Trainer(run_cfg("ppo", tmp_path / "z", task="quadrotor-track", init_from=str(ckpt)), quiet=True)
+
+
+def test_only_the_newest_checkpoint_keeps_the_replay_buffer(tmp_path):
+    """TD3's buffer (hundreds of MB in real runs) sits beside the newest checkpoint only; older checkpoints still
+    give their policy (eval, export, --init-from), and resuming from one fails in one line naming the file."""
+    from robolearn.core.errors import CheckpointError
+    from robolearn.learners.runner import load_policy
+
+    trainer = Trainer(run_cfg("td3", tmp_path), quiet=True)
+    trainer.train()
+    ckpts = trainer.run_dir / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("*.safetensors")) == ["iter_000003.safetensors", "iter_000006.safetensors"]
+    assert [p.name for p in (ckpts / "replay").iterdir()] == ["iter_000006.safetensors"]
+    _, actor, _ = load_policy(trainer.run_dir, ckpts / "iter_000003.safetensors")
+    assert sum(p.numel() for p in actor.parameters()) > 0
+    old = Trainer(run_cfg("td3", tmp_path / "old"), quiet=True)
+    with pytest.raises(CheckpointError, match=r"iter_000003.safetensors: its replay buffer .* is gone"):
+        old.load(ckpts / "iter_000003.safetensors")
+    resumed = Trainer.resume(trainer.run_dir, quiet=True)  # the newest resumes with its buffer
+    assert resumed.iteration == 6 and resumed.learner.replay.size == trainer.learner.replay.size
+    assert torch.equal(resumed.learner.buffer["reward"][:10], trainer.learner.buffer["reward"][:10])

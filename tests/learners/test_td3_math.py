@@ -70,3 +70,21 @@ def test_n_step_1_stores_the_plain_transition():
     assert td3.buffer["reward"][:2].tolist() == [1.0, 2.0]
     assert torch.allclose(td3.buffer["discount"][:2], torch.tensor([0.9, 0.9]))
     assert td3.buffer["terminated"][:2].tolist() == [0.0, 1.0]
+
+
+def test_learning_rates_anneal_linearly_from_their_start():
+    env = registry.make("quadrotor-hover", num_envs=4)
+    cfg = TD3Cfg(buffer_size=64, batch_size=4, learning_starts=4, lr_decay_start=8, lr_decay_steps=100,
+                 lr_final_fraction=0.1, actor_lr=1e-3, critic_lr=2e-3, critic_hidden=(8,), actor_hidden=(8,))
+    td3 = TD3(env, cfg)
+    for steps, factor in ((0, 1.0), (8, 1.0), (58, 0.55), (108, 0.1), (500, 0.1)):
+        td3.env_steps = steps
+        assert abs(td3.lr_factor() - factor) < 1e-12, steps
+    obs = env.reset()
+    for _ in range(4):
+        td3.store(obs, torch.zeros(4, 4), torch.zeros(4), obs, torch.zeros(4, dtype=torch.bool))
+    td3.env_steps = 58
+    td3.update()  # the rates the optimizers used are the annealed ones
+    assert abs(td3.actor_opt.param_groups[0]["lr"] - 0.55e-3) < 1e-12
+    assert abs(td3.critic_opt.param_groups[0]["lr"] - 1.1e-3) < 1e-12
+    assert TD3(env, TD3Cfg(buffer_size=8, critic_hidden=(8,), actor_hidden=(8,))).lr_factor() == 1.0
