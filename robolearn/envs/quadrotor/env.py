@@ -50,8 +50,8 @@ class QuadrotorCfg(EnvCfg):
     """Add the integral of the position error since the episode began to the policy (and critic) observation,
     as the I of a PID controller. Any steady hover of a policy that uses it sits on the goal (the integral stops
     changing only where the error is zero); without it, TD3 policies settle a few cm off the goal, the same
-    offset in every episode. The deployed node integrates its measured error the same way (manifest term
-    `pos_error_integral`, source `pos_error_integral`)."""
+    offset in every episode. The ROS adapter and the firmware kit integrate the measured error the same way
+    (manifest term `pos_error_integral`)."""
     pos_error_integral_limit: float = 1.0
     """Clamp of each component of the integral [m·s] (anti-windup)."""
     compile: bool = False
@@ -212,7 +212,7 @@ class QuadrotorEnv(BatchedEnv[QuadrotorCfg]):
             ObsTerm("ang_vel", 3, "rad/s", "angular velocity, body frame (gyro)"),
             *(
                 (ObsTerm("pos_error_integral", 3, "m*s", "time integral of pos_error since the episode began, "
-                         f"each component clamped to ±{cfg.pos_error_integral_limit:g}", source="pos_error_integral"),)
+                         f"each component clamped to ±{cfg.pos_error_integral_limit:g}"),)
                 if cfg.pos_error_integral else ()
             ),
             ObsTerm(

@@ -201,8 +201,8 @@ class CrazyflieAdapter(Adapter):
 
     Policies trained with `pos_error_integral: true` observe ∫ pos_error dt: the adapter integrates the error it
     hands the policy over node time (each step's dt, at most 0.1 s across a gap), clamps each component to the
-    training run's `pos_error_integral_limit` (or the option of that name), and starts from 0 at each activation,
-    takeoff and resume after a fault, as an episode starts from 0 in simulation.
+    training run's `pos_error_integral_limit` (or the option of that name), and starts from 0 with the action
+    history (`reset_history`: activation, takeoff, resume after a fault), as an episode starts from 0 in simulation.
     """
 
     kind = "crazyflie"
@@ -271,18 +271,13 @@ class CrazyflieAdapter(Adapter):
         return float(lim)
 
     def on_activate(self) -> None:
-        """A new flight: the goal is `goal` again (no takeoff or landing ramp), the error integral 0."""
+        """A new flight: the goal is `goal` again (no takeoff or landing ramp)."""
         self._ramp = None
-        self.reset_integral()
-
-    def reset_integral(self) -> None:
-        """∫ pos_error dt starts again from 0 (an episode start in simulation)."""
-        self.integral, self._integral_t = np.zeros(3), None
 
     def reset_history(self) -> None:
-        """Neutral history and a fresh error integral (after a fault or on activation)."""
+        """Neutral history and ∫ pos_error dt from 0 again (after a fault or on activation: an episode start)."""
         super().reset_history()
-        self.reset_integral()
+        self.integral, self._integral_t = np.zeros(3), None
 
     def _position(self, msgs: dict[str, Any]) -> np.ndarray | None:
         s = msgs.get("state")
@@ -295,7 +290,6 @@ class CrazyflieAdapter(Adapter):
         """Move the goal from the current position to `goal` over `takeoff_s` (crazyswarm2's takeoff, as a ramp)."""
         pos = self._position(msgs)
         self._ramp = None if pos is None else (pos, self.goal.copy(), now, float(self.opt["takeoff_s"]))
-        self.reset_integral()
 
     def land(self, msgs: dict[str, Any], now: float) -> None:
         """Move the goal straight down from the current position to the ground at `land_speed`."""
