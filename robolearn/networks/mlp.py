@@ -114,7 +114,11 @@ class MLPPolicy(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         """Action (B, A) in [-1, 1]."""
-        out = self.forward_raw(obs)
+        return self.forward_normalized(self.normalizer(obs))
+
+    def forward_normalized(self, obs: Tensor) -> Tensor:
+        """Action (B, A) from an observation already passed through `normalizer` (fits over a fixed dataset)."""
+        out = self.mlp(obs)
         return out.tanh() if self.output == "tanh" else out.clamp(-1.0, 1.0)
 
     def describe(self) -> dict:
