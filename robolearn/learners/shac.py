@@ -59,7 +59,8 @@ class SHACCfg:
     critic_hidden: tuple[int, ...] = (128, 128)
     """Critic hidden widths."""
     activation: str = "tanh"
-    """Hidden activation of both networks (smooth, for gradients through the policy)."""
+    """Hidden activation of both networks (tanh/elu are smooth for gradients through the policy; relu is ~30x cheaper
+    than tanh on a CPU, what the DAgger-warm-started hover preset uses)."""
     expert_iterations: int = 0
     """Warm start: this many DAgger iterations on the task's scripted expert before RL (0: from scratch)."""
     expert_epochs: int = 2
