@@ -9,7 +9,9 @@ through the policy's action queue (temporal ensembling / receding horizon).
 Plots and videos follow the task: quadrotor flights (flight.png, flight.mp4), Push-T coverage (coverage.png,
 episodes.mp4), manipulation tasks (arm-*, bimanual-*) the curves the task declares (`viz_curves()`: object height,
 distances, finger force, gripper opening, task stage; success marked) in episodes.png and their camera in
-episodes.mp4. `--set FIELD=VALUE` overrides the task config, `--iteration N` picks a run's checkpoint. MuJoCo tasks'
+episodes.mp4, quadrupeds three episodes side by side from a camera following the trunk (episodes.mp4, up to 10 s;
+a fall is marked and frozen). `--set FIELD=VALUE` overrides the task config (after the run's own `eval_set`),
+`--iteration N` picks a run's checkpoint. MuJoCo tasks'
 videos are drawn by MuJoCo's OpenGL on either backend (on `mjwarp` from a host copy of each shown env,
 `robolearn.envs.viz`).
 
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from robolearn.envs import registry
     from robolearn.eval.rollout import evaluate_policy
     from robolearn.learners.imitation import find_imitation_checkpoint
-    from robolearn.learners.runner import load_policy, load_run_cfg
+    from robolearn.learners.runner import eval_env_cfg, load_policy, load_run_cfg
 
     if args.external:
         return run_external(args)
@@ -162,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         label, out = f"{path.name} ({ckpt.name})", Path(args.out or path / "eval")
     if expert_task is None:
         task = cfg.task
-        env_cfg = _env_cfg(cfg.env, args, task)
+        env_cfg = _env_cfg(eval_env_cfg(cfg), args, task)
         env = registry.make(task, dataclasses.replace(env_cfg, num_envs=args.episodes), seed=args.seed)
     if hasattr(env, "viz_curves"):  # manipulation: the task's curves and camera frames
         traj = None
@@ -183,6 +185,15 @@ def run(args: argparse.Namespace) -> int:
                                          fps=env.spec.action.rate_hz))
     elif traj is not None:
         files.update(_visualize(traj, out, f"{task} — {label}", plot=not args.no_plot, video=not args.no_video))
+    elif hasattr(env, "trunk") and hasattr(env, "set_disturbance") and not args.no_video:
+        # legged tasks: three episodes side by side from a camera following the trunk (the sweep's video, no push)
+        from robolearn.eval.robustness import SweepCfg, render_disturbed_rollout
+
+        video_cfg = dataclasses.replace(env.cfg, num_envs=3)
+        files["video"] = render_disturbed_rollout(
+            lambda: registry.make(task, video_cfg, seed=args.seed), policy,
+            SweepCfg(push_start_s=0.0, push_duration_s=0.0), out / "episodes.mp4", 0.0,
+            after_s=min(env.cfg.episode_length_s, 10.0))
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     for k in ("success", "pos_error_rms", "final_pos_error", "crash", "coverage", "max_coverage", "max_stage"):
         if k in metrics:
@@ -222,7 +233,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         render_disturbed_rollout,
         write_csv,
     )
-    from robolearn.learners.runner import load_policy
+    from robolearn.learners.runner import eval_env_cfg, load_policy
 
     sweep = SweepCfg(magnitudes=tuple(args.magnitudes), push_start_s=args.push_start,
                      push_duration_s=args.push_duration, kinds=tuple(args.kinds or SweepCfg().kinds),
@@ -245,7 +256,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         else:
             ckpt = _checkpoint_arg(args, Path(source)) if source == args.path else None
             cfg, actor, ckpt = load_policy(source, ckpt)
-            src_task, env_cfg, label, expert = cfg.task, cfg.env, labels[source], False
+            src_task, env_cfg, label, expert = cfg.task, eval_env_cfg(cfg), labels[source], False
             if source == args.path and args.iteration is not None:
                 label = f"{label} ({ckpt.stem})"
         if task is not None and src_task != task:

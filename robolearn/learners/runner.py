@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from robolearn.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from robolearn.core.config import from_dict, load_yaml, save_yaml
+from robolearn.core.config import from_dict, load_yaml, parse_sets, save_yaml
 from robolearn.core.env import BatchedEnv, EnvCfg
 from robolearn.core.errors import CheckpointError, ConfigError
 from robolearn.core.logging import RunLogger, new_run_dir
@@ -57,6 +57,10 @@ class RunCfg:
     """Evaluate the deterministic policy every this many iterations (0: never during training)."""
     eval_episodes: int = 1000
     """Episodes per evaluation (run in parallel)."""
+    eval_set: list[str] = field(default_factory=list)
+    """Task config overrides (`FIELD=VALUE`, as `--set` takes them) for evaluations only, e.g.
+    ["init_reared_fraction=0"] to judge from the task's own starts what training eased with helper starts. The
+    periodic evaluation and `robolearn eval RUN` (before its own `--set`) apply them."""
     stop_success: float | None = None
     """Stop as soon as an evaluation reaches this success rate (e.g. 0.95)."""
     stop_below: dict[str, float] = field(default_factory=dict)
@@ -98,6 +102,11 @@ def criterion_met(cfg: RunCfg, evaluation: dict[str, float]) -> bool:
         if not evaluation[f"eval/{name}"] <= bound:  # NaN never meets a bound
             return False
     return True
+
+
+def eval_env_cfg(cfg: RunCfg) -> EnvCfg:
+    """The run's task config as its evaluations use it (`eval_set` applied)."""
+    return parse_sets(cfg.env, cfg.eval_set, source=f"eval_set (task '{cfg.task}')")
 
 
 def run_cfg_class(task: str, learner: str) -> type[RunCfg]:
@@ -166,6 +175,7 @@ class Trainer:
             env_cfg = dataclasses.replace(cfg.env, num_envs=cfg.env.num_envs // self.world, device=str(device))
         seed_everything(cfg.seed)  # identical networks on every rank (PPO also broadcasts rank 0's)
         self.env: BatchedEnv = registry.make(cfg.task, env_cfg, seed=cfg.seed + 1000 * self.rank)
+        self.eval_env_cfg = eval_env_cfg(cfg)  # a bad eval_set key fails here, not at the first evaluation
         learner_cls, _ = learner_classes(cfg.learner)
         if self.world > 1 and not getattr(learner_cls, "supports_ddp", False):
             raise ConfigError(f"learner '{cfg.learner}' does not average gradients over ranks; run it without "
@@ -276,7 +286,7 @@ class Trainer:
         """Deterministic policy over `eval_episodes` random starts (separate env, own seed)."""
         from robolearn.eval.rollout import evaluate_policy
 
-        env_cfg: EnvCfg = dataclasses.replace(self.cfg.env, num_envs=self.cfg.eval_episodes)
+        env_cfg: EnvCfg = dataclasses.replace(self.eval_env_cfg, num_envs=self.cfg.eval_episodes)
         env = registry.make(self.cfg.task, env_cfg, seed=self.cfg.seed + 10_000)
         policy = self.learner.policy()
         return evaluate_policy(env, lambda obs: policy(obs["policy"]))

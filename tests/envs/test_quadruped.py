@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from robolearn.core.errors import ConfigError, MissingExtraError, RobolearnError
+from robolearn.core.math import quat_to_rotmat
 from robolearn.envs import registry
 from robolearn.sim.backend import import_mujoco
 
@@ -231,6 +232,37 @@ def test_hind_legs_task_rewards_rearing():
     terms = env._task_terms()
     assert terms["upright"][1] > 0.95 and terms["height"][1] > 0.9 and terms["front_feet_air"][1] == 1.0
     assert not env._failed()[1]  # pitching up is the task, not a fall
+
+
+def test_hind_legs_reared_starts_stand_on_the_hind_feet_and_the_reared_metric_counts_them():
+    """`init_reared_fraction` starts robots on their hind legs: pitched as drawn, both hind feet on the ground,
+    front feet in the air, nothing penetrating; the `reared` metric counts the steps spent so."""
+    env = make("quadruped-hind-legs", n=8, init_reared_fraction=0.5, init_reared_pitch_deg=(75.0, 85.0),
+               action_scale=1.6, **CALM)
+    env.reset()
+    rot = quat_to_rotmat(env.base_quat)
+    pitch = torch.rad2deg(torch.asin(rot[:, 2, 0]))
+    reared = pitch > 45.0
+    assert 0 < int(reared.sum()) < 8  # about half, seeded
+    assert ((pitch[reared] > 74.9) & (pitch[reared] < 85.1)).all() and (pitch[~reared].abs() < 1.0).all()
+    hind_feet = torch.stack([torch.from_numpy(env.sim.data(i).site_xpos[env.foot_sites[2:], 2]) for i in range(8)])
+    radius = float(env.model.geom_size[env.foot_geoms[2], 0])
+    assert ((hind_feet[reared] - radius).min(-1).values.abs() < 0.01).all()  # the lower hind foot on the ground
+    assert (env.base_pos[reared, 2] > 0.45).all()
+    # hold the reared joint targets for a few steps: hind feet carry the robot, front feet stay up
+    scale = env.cfg.action_scale
+    for _ in range(3):
+        target = env._reared_joints(torch.asin(quat_to_rotmat(env.base_quat)[:, 2, 0]))
+        res = env.step(((target - env.default_pose) / scale).clamp(-1, 1))
+        assert not res.terminated[reared].any()
+    assert env.foot_contact[reared][:, 2:].any(-1).all() and not env.foot_contact[reared][:, :2].any()
+    assert (env.reared_steps[reared] == 3).all() and (env.reared_steps[~reared] == 0).all()
+    metrics = env._task_metrics(torch.arange(8))
+    assert torch.allclose(metrics["reared"], reared.float())
+    with pytest.raises(ConfigError, match="init_reared_fraction"):
+        make("quadruped-hind-legs", n=2, init_reared_fraction=1.5)
+    with pytest.raises(ConfigError, match="init_reared_pitch_deg"):
+        make("quadruped-hind-legs", n=2, init_reared_pitch_deg=(80.0, 100.0))
 
 
 @pytest.mark.slow

@@ -134,6 +134,27 @@ def test_quadruped_sweep_conditions_table_csv_and_video(quadruped_run, tmp_path,
     assert red(frames[5]) > 50 > max(red(frames[0]), red(frames[-1]))  # arrow while pushed (steps 5-14)
 
 
+def test_plain_eval_of_a_legged_run_writes_a_video_of_three_episodes(quadruped_run, tmp_path, capsys):
+    import json
+
+    av = pytest.importorskip("av")
+    from robolearn.cli.main import main
+
+    out = tmp_path / "eval"
+    assert main(["eval", str(quadruped_run), "--episodes", "2", "--set", "episode_length_s=0.3",
+                 "--out", str(out)]) == 0
+    assert f"video            {out / 'episodes.mp4'}" in capsys.readouterr().out
+    assert json.loads((out / "eval.json").read_text())["episodes"] == 2
+    with av.open(str(out / "episodes.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+    # 0.3 s episodes: steps 0 … 16 (one zero-force step, then 0.3 s), a frame every 2nd step and the last
+    assert len(frames) == 9 and frames[0].shape == (240, 3 * 320 + 2 * 4, 3)
+    assert frames[0].std() > 10  # a rendered scene, not a blank frame
+    assert not (out / "robustness.mp4").exists()
+    assert main(["eval", str(quadruped_run), "--episodes", "2", "--no-video", "--out", str(tmp_path / "nv")]) == 0
+    assert not (tmp_path / "nv" / "episodes.mp4").exists()
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--set", "terain=rough"], "error: --set (task 'quadruped-walk'): unknown key 'terain' (did you mean 'terrain'?)"),
     (["--kinds", "wind"], "error: disturbance sweep: unknown kind 'wind' (choose from push, pull, payload, terrain)"),

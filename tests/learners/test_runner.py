@@ -108,6 +108,22 @@ def test_run_stops_at_the_first_evaluation_meeting_stop_below(tmp_path):
     assert Trainer(never, quiet=True).train()["stop_reason"] == "iterations"
 
 
+def test_eval_set_changes_the_evaluation_env_only_and_bad_keys_fail_at_start(tmp_path):
+    from robolearn.learners.runner import eval_env_cfg
+
+    cfg = run_cfg("ppo", tmp_path, eval_episodes=8, env={"num_envs": 16, "episode_length_s": 0.5},
+                  eval_set=["episode_length_s=0.1", "reward_scales.crash=-7"])
+    trainer = Trainer(cfg, quiet=True)
+    assert trainer.env.cfg.episode_length_s == 0.5  # training keeps its own settings
+    evaluation = trainer.evaluate()
+    assert evaluation["length_s"] <= 0.1 + 1e-6  # the evaluation ran with the overrides
+    resolved = eval_env_cfg(cfg)  # what `robolearn eval RUN` starts from
+    assert resolved.episode_length_s == 0.1 and resolved.reward_scales["crash"] == -7.0
+    assert resolved.reward_scales["alive"] == cfg.env.reward_scales["alive"]  # other keys of the dict kept
+    with pytest.raises(ConfigError, match="eval_set.*episode_lenght_s"):
+        Trainer(run_cfg("ppo", tmp_path, eval_set=["episode_lenght_s=1"]), quiet=True)
+
+
 def test_quadruped_train_time_bench_reports_the_criterion():
     from robolearn.learners.bench import quadruped_train_time
 

@@ -646,6 +646,7 @@ class QuadrupedEnv(BatchedEnv[QuadrupedCfg]):
         qpos[:, 7:] = torch.minimum(torch.maximum(joints, self.joint_low), self.joint_high)
         v = cfg.init_base_vel
         qvel[:, 0:6] = self.uniform(-v, v, k, 6)
+        self._initial_pose(env_ids, qpos)
         self.sim.reset_idx(env_ids, qpos, qvel, qpos[:, 7:])
         self._ctrl = self.sim.ctrl.clone()
         self.joint_target[env_ids] = qpos[:, 7:]
@@ -661,6 +662,9 @@ class QuadrupedEnv(BatchedEnv[QuadrupedCfg]):
         self.last_contacts[env_ids] = False
         self.nonfinite[env_ids] = False
         self._resample_commands(env_ids)
+
+    def _initial_pose(self, env_ids: Tensor, qpos: Tensor) -> None:
+        """Hook: change the start pose `qpos` (k, nq) of envs `env_ids` in place (default: standing on four legs)."""
 
     def _start_height(self) -> float:
         """Trunk height above the tile centre at reset [m] (the robot drops a few cm onto its feet)."""
@@ -736,7 +740,7 @@ class WalkEnv(QuadrupedEnv):
 
 # ---------------------------------------------------------------------------------------------------
 def _hind_scales() -> dict[str, float]:
-    return {"tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "upright": 1.0, "height": 1.0,
+    return {"tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "upright": 2.0, "height": 3.0,
             "front_feet_air": 0.5, "torques": -1e-4, "joint_acc": -2.5e-7, "joint_vel_limit": -1.0,
             "action_rate": -0.01, "feet_air_time": 0.5, "collision": -1.0, "termination": -10.0}
 
@@ -749,14 +753,30 @@ class HindLegsCfg(QuadrupedCfg):
         default_factory=lambda: {"vx": (0.0, 0.5), "vy": (0.0, 0.0), "yaw_rate": (-0.5, 0.5)}
     )
     small_command: float = 0.1
+    action_scale: float = 1.6
+    """Joint target offset at |a| = 1 [rad]. Standing on the hind legs turns each hind thigh by about the trunk's
+    pitch (~1.4 rad) from the four-legged pose, out of reach of quadruped-walk's 0.25 (with it, PPO learns to sit
+    on its haunches at ~20° of pitch)."""
     max_roll_deg: float = 60.0
     """Sideways roll (the trunk's y axis out of the horizontal plane) beyond which the episode terminates."""
     stand_height: float = 0.5
     """Trunk-centre height above the ground when standing on the hind legs [m]."""
+    init_reared_fraction: float = 0.0
+    """Fraction of resets that start standing on the hind legs instead of on four legs (reference-state
+    initialization: the policy meets the reared states from the first iteration instead of having to find them)."""
+    init_reared_pitch_deg: tuple[float, float] = (70.0, 90.0)
+    """Trunk pitch of those starts, drawn uniformly [deg above the horizon]; hind feet under the hips, knees at
+    `init_reared_knee`, front legs in the default pose."""
+    init_reared_knee: float = -1.6
+    """Hind knee angle of the reared starts [rad]."""
+    reared_pitch_deg: float = 60.0
+    """The `reared` metric counts the time the trunk's x axis points this far above the horizon (or more) with
+    both front feet off the ground."""
     reward_scales: dict[str, float] = field(default_factory=_hind_scales)
     """tracking_lin_vel exp(−‖v* − v‖² / 0.25) in the heading frame (the horizontal direction the robot faces,
     reared or not), tracking_ang_vel exp(−(ω_z* − ω_z)² / 0.25) about the world z axis, upright (trunk x axis
-    up-component, ≥ 0), height min(h / stand_height, 1), front_feet_air both front feet off the ground, then the
+    up-component, ≥ 0), height (h − base_height_target) / (stand_height − base_height_target) clipped to [0, 1]
+    (0 on four legs or sitting low, 1 standing tall), front_feet_air both front feet off the ground, then the
     regularizers of quadruped-walk; termination 1 once (trunk contact or rolled over)."""
 
 
@@ -765,6 +785,69 @@ class HindLegsEnv(QuadrupedEnv):
 
     task_name = "quadruped-hind-legs"
     description = "Go1-class quadruped (MuJoCo): stand up on the hind legs and walk on them"
+
+    def __init__(self, cfg: HindLegsCfg, seed: int = 0) -> None:
+        super().__init__(cfg, seed)
+        self.reared_steps = torch.zeros(self.num_envs, device=self.device)
+        """Control steps of the current episode spent reared (for the `reared` metric)."""
+        if not 0.0 <= cfg.init_reared_fraction <= 1.0:
+            raise ConfigError(f"{self.task_name}: config key 'init_reared_fraction' must be in [0, 1] "
+                              f"(got {cfg.init_reared_fraction})")
+        lo, hi = cfg.init_reared_pitch_deg
+        if not 0.0 <= lo <= hi <= 90.0:
+            raise ConfigError(f"{self.task_name}: config key 'init_reared_pitch_deg' must be 0 ≤ low ≤ high ≤ 90 "
+                              f"(got {cfg.init_reared_pitch_deg})")
+        self._reared_height = self._reared_height_table(cfg)
+
+    def _reared_joints(self, pitch: Tensor) -> Tensor:
+        """(k, 12) joint angles of the reared start at trunk pitch `pitch` (k,) [rad].
+
+        Each hind thigh is turned by the pitch, so the hind legs stand as they do on four legs (feet under the
+        hips); clamped to the joint range.
+        """
+        joints = self.default_pose.expand(len(pitch), NJ).clone()
+        for leg in (2, 3):  # RL, RR
+            joints[:, 3 * leg + 1] = joints[:, 3 * leg + 1] + pitch
+            joints[:, 3 * leg + 2] = self.cfg.init_reared_knee
+        return torch.minimum(torch.maximum(joints, self.joint_low), self.joint_high)
+
+    def _reared_height_table(self, cfg: HindLegsCfg) -> Tensor:
+        """Trunk height that puts the lower hind foot on the ground, at pitches 0, 1, …, 90° (MuJoCo kinematics)."""
+        mujoco = import_mujoco()
+        data = mujoco.MjData(self.model)
+        pitch = torch.deg2rad(torch.arange(91, dtype=torch.float32))
+        joints = self._reared_joints(pitch.to(self.device)).cpu()
+        radius = float(self.model.geom_size[self.foot_geoms[2], 0])
+        heights = []
+        for i, p in enumerate(pitch.tolist()):
+            data.qpos[:] = 0.0
+            data.qpos[3], data.qpos[5] = math.cos(-p / 2), math.sin(-p / 2)  # nose up: about −y
+            data.qpos[7:] = joints[i].double().numpy()
+            mujoco.mj_kinematics(self.model, data)
+            lowest = min(float(data.site_xpos[s][2]) for s in self.foot_sites[2:])
+            heights.append(radius - lowest + 0.005)
+        return torch.tensor(heights, device=self.device)
+
+    def _initial_pose(self, env_ids: Tensor, qpos: Tensor) -> None:
+        """Rear a fraction `init_reared_fraction` of the starts (their yaw and joint noise are kept)."""
+        cfg = self.cfg
+        if cfg.init_reared_fraction <= 0.0:
+            return
+        rear = (self.rand(len(env_ids)) < cfg.init_reared_fraction).nonzero().squeeze(-1)
+        if not rear.numel():
+            return
+        pitch_deg = self.uniform(*cfg.init_reared_pitch_deg, len(rear))
+        pitch = torch.deg2rad(pitch_deg)
+        yaw_w, yaw_z = qpos[rear, 3], qpos[rear, 6]  # the base draws a yaw-only start orientation
+        c, s = torch.cos(-pitch / 2), torch.sin(-pitch / 2)  # pitch about the trunk's y axis, after the yaw
+        qpos[rear, 3:7] = torch.stack((yaw_w * c, -yaw_z * s, yaw_w * s, yaw_z * c), -1)
+        noise = qpos[rear, 7:] - self.default_pose
+        qpos[rear, 7:] = torch.minimum(torch.maximum(self._reared_joints(pitch) + noise, self.joint_low),
+                                       self.joint_high)
+        lo = pitch_deg.floor().long().clamp(0, 89)
+        frac = pitch_deg - lo
+        table = self._reared_height
+        qpos[rear, 2] += table[lo] * (1 - frac) + table[lo + 1] * frac - self._start_height()
 
     @classmethod
     def reward_term_names(cls) -> list[str]:
@@ -793,13 +876,26 @@ class HindLegsEnv(QuadrupedEnv):
         rot = quat_to_rotmat(self.base_quat)
         height = self.base_pos[:, 2] - self.ground_height()
         front = self.foot_contact[:, :2]
+        reared = (rot[:, 2, 0] >= math.sin(math.radians(self.cfg.reared_pitch_deg))) & ~front.any(-1)
+        self.reared_steps += reared.float()
         return {
             "tracking_lin_vel": torch.exp(-lin_err / 0.25),
             "tracking_ang_vel": torch.exp(-(self.commands[:, 2] - yaw_rate).square() / 0.25),
             "upright": rot[:, 2, 0].clamp_min(0.0),
-            "height": (height / self.cfg.stand_height).clamp(0.0, 1.0),
+            "height": ((height - self.cfg.base_height_target) / (self.cfg.stand_height - self.cfg.base_height_target)
+                       ).clamp(0.0, 1.0),
             "front_feet_air": (~front).all(-1).float(),
         }
+
+    def _task_metrics(self, done_ids: Tensor) -> dict[str, Tensor]:
+        """Adds "reared": the fraction of the episode spent reared (see `HindLegsCfg.reared_pitch_deg`)."""
+        metrics = super()._task_metrics(done_ids)
+        metrics["reared"] = self.reared_steps[done_ids] / self.episode_length[done_ids].clamp_min(1).float()
+        return metrics
+
+    def _reset_idx(self, env_ids: Tensor) -> None:
+        super()._reset_idx(env_ids)
+        self.reared_steps[env_ids] = 0.0
 
     def _failed(self) -> Tensor:
         rot = quat_to_rotmat(self.base_quat)
