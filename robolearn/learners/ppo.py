@@ -51,6 +51,9 @@ class PPOCfg:
     """Gradient clipping."""
     init_std: float = 0.5
     """Initial standard deviation of the Gaussian policy (normalized action units)."""
+    warm_start_std: bool = True
+    """With `--init-from`: take the source run's action std (True) or start from `init_std` (False, e.g. to
+    narrow exploration when fine-tuning, so that the mean action the robot runs matches what was trained)."""
     actor_hidden: tuple[int, ...] = (64, 64)
     """Actor hidden layer widths (the deployable policy: keep it small for microcontrollers)."""
     critic_hidden: tuple[int, ...] = (256, 256)
@@ -268,7 +271,7 @@ class PPO:
         state = {**state.get("actor_ppo", {}), **state}  # an H∞ state keeps the actor agent's rest there
         self.actor.load_state_dict(state["actor"])
         loaded = ["actor"]
-        if "log_std" in state and state["log_std"].shape == self.log_std.shape:
+        if self.cfg.warm_start_std and "log_std" in state and state["log_std"].shape == self.log_std.shape:
             with torch.no_grad():
                 self.log_std.copy_(state["log_std"])
             loaded.append("action std")

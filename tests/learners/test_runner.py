@@ -148,6 +148,10 @@ def test_init_from_warm_starts_the_actor_and_nothing_else(learner, tmp_path):
         assert warm.warm_started == ["actor", "action std", "critic"]
         assert torch.equal(warm.learner.log_std, source.learner.log_std)
         assert warm.learner.env_steps == 0  # counters and optimizer start fresh
+        narrow = Trainer(run_cfg(learner, tmp_path / "narrow", init_from=str(source.run_dir),
+                                 algo={**SMALL["ppo"], "init_std": 0.1, "warm_start_std": False}), quiet=True)
+        assert narrow.warm_started == ["actor", "critic"]  # the action std starts from init_std instead
+        assert torch.allclose(narrow.learner.log_std.exp(), torch.full_like(narrow.learner.log_std, 0.1))
     else:
         assert warm.warm_started == ["actor", "critics"]  # a fresh critic would pull a good actor apart
         for k, v in warm.learner.critics_target.state_dict().items():
