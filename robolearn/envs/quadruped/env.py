@@ -797,7 +797,7 @@ class HindLegsEnv(QuadrupedEnv):
         if not 0.0 <= lo <= hi <= 90.0:
             raise ConfigError(f"{self.task_name}: config key 'init_reared_pitch_deg' must be 0 ≤ low ≤ high ≤ 90 "
                               f"(got {cfg.init_reared_pitch_deg})")
-        self._reared_height = self._reared_height_table(cfg)
+        self._reared_height = self._reared_height_table()
 
     def _reared_joints(self, pitch: Tensor) -> Tensor:
         """(k, 12) joint angles of the reared start at trunk pitch `pitch` (k,) [rad].
@@ -811,7 +811,7 @@ class HindLegsEnv(QuadrupedEnv):
             joints[:, 3 * leg + 2] = self.cfg.init_reared_knee
         return torch.minimum(torch.maximum(joints, self.joint_low), self.joint_high)
 
-    def _reared_height_table(self, cfg: HindLegsCfg) -> Tensor:
+    def _reared_height_table(self) -> Tensor:
         """Trunk height that puts the lower hind foot on the ground, at pitches 0, 1, …, 90° (MuJoCo kinematics)."""
         mujoco = import_mujoco()
         data = mujoco.MjData(self.model)
